@@ -1,0 +1,3 @@
+from scl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,161 @@
+"""params.yaml -> validated settings of one training run.
+
+Resolution order, later wins (params.yaml's header says the same):
+    train  <-  datasets.<dataset>.train  <-  variants.<variant>  <-  --set overrides
+
+Everything is checked before any work starts: the file against the JSON schema
+(`scl/params.schema.json`, also used by the Snakemake workflow), then the resolved
+run settings for what a schema cannot express. Errors name the key and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad setting. The message names the key, the value and what would be accepted."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    backbone: str
+    augment: str
+    epochs: int
+    batch_size: int
+    lr: float
+    lr_schedule: str
+    warmup_epochs: int
+    weight_decay: float
+    sgd_momentum: float
+    temperature: float
+    ema_momentum: float
+    feature_dim: int
+    memory_size: int
+    memory_init: str
+    tasks: tuple[str, ...]
+    cross_cluster: bool
+    online_cd: bool
+    reweight: bool
+    reweight_s0: float
+    balance_loss: bool
+    split_small: bool
+    min_cluster_ratio: float
+    eval_batch_size: int
+    eval_every: int
+    save_features: bool
+    device: str
+    threads: int
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    name: str
+    num_classes: int
+    image_size: int
+    channels: int
+    root: str | None = None
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    dataset: DatasetSettings
+    variant: str
+    seed: int
+    train: TrainSettings
+    overrides: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainSettings))
+
+
+def load_schema() -> dict:
+    return json.loads(resources.files("scl").joinpath("params.schema.json").read_text())
+
+
+def _format_schema_error(err: jsonschema.ValidationError, source: str) -> str:
+    where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+    if err.validator == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = [k for k in err.instance if k not in allowed] if isinstance(err.instance, dict) else []
+        hints = []
+        for k in extra:
+            close = difflib.get_close_matches(k, allowed, n=1)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return f"{source}: unknown key {', '.join(hints)} under {where}; allowed keys: {', '.join(allowed)}"
+    return f"{source}: {where}: {err.message}"
+
+
+def validate_params(params: Any, source: str = "params.yaml") -> dict:
+    if not isinstance(params, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings, got {type(params).__name__}")
+    validator = jsonschema.Draft202012Validator(load_schema())
+    errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError("\n".join(_format_schema_error(e, source) for e in errors))
+    missing = [k for k in TRAIN_KEYS if k not in params["train"]]
+    if missing:
+        raise ConfigError(f"{source}: the top-level `train` block must set every key; missing: {', '.join(missing)}")
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path} not found; run from the project root or pass --params PATH")
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from e
+    return validate_params(params, str(path))
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    """`--set key=value` pairs; values parsed as YAML (so `tasks=[target]`, `lr=0.1`)."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set epochs=5")
+        key, value = item.split("=", 1)
+        key = key.strip().removeprefix("train.")
+        if key not in TRAIN_KEYS:
+            close = difflib.get_close_matches(key, TRAIN_KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"--set {key}: unknown training setting{hint}; known: {', '.join(TRAIN_KEYS)}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def resolve(params: dict, dataset: str, variant: str = "scl", seed: int = 0, overrides: dict | None = None) -> RunSettings:
+    """The settings of one run: dataset x variant x seed (+ overrides), validated."""
+    if dataset not in params["datasets"]:
+        raise ConfigError(f"unknown dataset {dataset!r}; params.yaml defines: {', '.join(params['datasets'])}")
+    if variant not in params["variants"]:
+        raise ConfigError(f"unknown variant {variant!r}; params.yaml defines: {', '.join(params['variants'])}")
+    ds = params["datasets"][dataset]
+    merged = {**params["train"], **ds.get("train", {}), **params["variants"][variant], **(overrides or {})}
+    # overrides bypass the file's schema: check the merged block against the same schema
+    train_schema = {"$defs": load_schema()["$defs"], "$ref": "#/$defs/train"}
+    errors = list(jsonschema.Draft202012Validator(train_schema).iter_errors(merged))
+    if errors:
+        raise ConfigError("\n".join(_format_schema_error(e, f"run {dataset}/{variant}") for e in errors))
+    if not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    train = TrainSettings(**{**merged, "tasks": tuple(merged["tasks"])})
+    c = ds["num_classes"]
+    if train.memory_size < c - 1:
+        raise ConfigError(f"memory_size {train.memory_size} gives empty banks for {c} clusters; use at least {c - 1}")
+    dataset_settings = DatasetSettings(name=dataset, **{k: v for k, v in ds.items() if k != "train"})
+    return RunSettings(dataset=dataset_settings, variant=variant, seed=seed, train=train, overrides=dict(overrides or {}))

@@ -1,0 +1,161 @@
+"""The SCL model as one `nn.Module` (spec sections 2-8).
+
+    query encoder    f_theta:  backbone -> one linear projection per task -> L2 norm
+    momentum encoder f_theta~: a copy, updated as theta~ <- m theta~ + (1 - m) theta
+    classifiers      f_phi:    one linear C_t-way layer per clustered task (online CD)
+    memories:        a SemanticMemory per clustered task, an InstanceQueue for "instance"
+
+Tasks: "target" (C clusters), "under" (ceil(C/2) clusters), "instance" (MoCo queue).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scl.losses import (
+    concept_discrimination_loss,
+    contrastive_loss,
+    memory_soft_assignment,
+    negative_mask,
+    reweighted_mean,
+)
+from scl.memory import InstanceQueue, SemanticMemory
+from scl.models.backbones import build_backbone
+
+TASKS = ("target", "under", "instance")
+CLUSTERED_TASKS = ("target", "under")
+
+
+def task_clusters(task: str, num_classes: int) -> int:
+    """Number of clusters of a clustered task: C, or C/2 rounded up (spec section 2)."""
+    return num_classes if task == "target" else math.ceil(num_classes / 2)
+
+
+@dataclass
+class SCLConfig:
+    backbone: str
+    in_channels: int
+    num_classes: int
+    tasks: tuple[str, ...] = TASKS
+    feature_dim: int = 128
+    memory_size: int = 4096
+    memory_init: str = "random"
+    temperature: float = 0.1
+    ema_momentum: float = 0.9
+    cross_cluster: bool = True
+    online_cd: bool = True
+
+
+class Encoder(nn.Module):
+    """Backbone + one linear projection per task (each task has its own feature space)."""
+
+    def __init__(self, backbone: nn.Module, tasks, feature_dim: int):
+        super().__init__()
+        self.backbone = backbone
+        self.heads = nn.ModuleDict({t: nn.Linear(backbone.out_dim, feature_dim) for t in tasks})
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        h = self.backbone(x)  # B x D
+        return h, {t: F.normalize(head(h), dim=1) for t, head in self.heads.items()}  # B x d each
+
+
+class SCLModel(nn.Module):
+    def __init__(self, cfg: SCLConfig, generator: torch.Generator | None = None):
+        super().__init__()
+        if not cfg.tasks or any(t not in TASKS for t in cfg.tasks):
+            raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {cfg.tasks}")
+        self.cfg = cfg
+        self.tasks = tuple(t for t in TASKS if t in cfg.tasks)  # canonical order
+        self.clustered = tuple(t for t in self.tasks if t in CLUSTERED_TASKS)
+        self.encoder_q = Encoder(build_backbone(cfg.backbone, cfg.in_channels), self.tasks, cfg.feature_dim)
+        self.encoder_k = copy.deepcopy(self.encoder_q)
+        for p in self.encoder_k.parameters():
+            p.requires_grad_(False)  # updated by momentum only
+        self.num_clusters = {t: task_clusters(t, cfg.num_classes) for t in self.clustered}
+        self.classifiers = nn.ModuleDict()
+        if cfg.online_cd:
+            self.classifiers.update({t: nn.Linear(cfg.feature_dim, c) for t, c in self.num_clusters.items()})
+        self.memories = nn.ModuleDict()
+        for t, c in self.num_clusters.items():
+            bank = cfg.memory_size // max(c - 1, 1)  # K / (C - 1) keys per bank (spec section 3)
+            self.memories[t] = SemanticMemory(c, bank, cfg.feature_dim, cfg.memory_init, generator)
+        if "instance" in self.tasks:
+            self.memories["instance"] = InstanceQueue(cfg.memory_size, cfg.feature_dim, cfg.memory_init, generator)
+
+    # ----------------------------------------------------------------- training step
+    def training_step(
+        self,
+        x_q: torch.Tensor,
+        x_k: torch.Tensor,
+        pseudo_labels: dict[str, torch.Tensor],
+        change_counts: torch.Tensor | None = None,
+        class_weights: dict[str, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Losses of one mini-batch (Algorithm 1). Returns (total loss, loss terms, keys).
+
+        Keys are returned so the caller can enqueue them *after* the optimiser step.
+        """
+        tau = self.cfg.temperature
+        _, q = self.encoder_q(x_q)
+        with torch.no_grad():
+            _, k = self.encoder_k(x_k)
+        terms: dict[str, torch.Tensor] = {}
+        for t in self.tasks:
+            mem_keys, slot_bank, slot_valid = self.memories[t].flat()
+            if t == "instance":
+                usable = slot_valid[None, :].expand(len(q[t]), -1)
+            else:
+                usable = negative_mask(pseudo_labels[t], slot_bank, slot_valid, self.cfg.cross_cluster)
+            per_sample = contrastive_loss(q[t], k[t], mem_keys, usable, tau)  # N
+            terms[f"mi_{t}"] = reweighted_mean(per_sample, change_counts)
+            if t in self.classifiers:
+                # eq. 3 soft targets come from the momentum-key memory; no gradient (detached)
+                with torch.no_grad():
+                    targets = memory_soft_assignment(q[t], mem_keys, slot_bank, slot_valid, self.num_clusters[t], tau)
+                logits = self.classifiers[t](q[t])
+                w = None if class_weights is None else class_weights.get(t)
+                terms[f"cd_{t}"] = concept_discrimination_loss(logits, targets, w)
+        total = torch.stack(list(terms.values())).sum()
+        return total, terms, k
+
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        m = self.cfg.ema_momentum
+        for p_k, p_q in zip(self.encoder_k.parameters(), self.encoder_q.parameters()):
+            p_k.mul_(m).add_(p_q.detach(), alpha=1.0 - m)
+        # BN running statistics follow the same average (MoCo copies only parameters; the
+        # key encoder runs BN in train mode, so its buffers are never read during training)
+        for b_k, b_q in zip(self.encoder_k.buffers(), self.encoder_q.buffers()):
+            if b_k.dtype.is_floating_point:
+                b_k.mul_(m).add_(b_q, alpha=1.0 - m)
+            else:
+                b_k.copy_(b_q)
+
+    @torch.no_grad()
+    def enqueue(self, keys: dict[str, torch.Tensor], pseudo_labels: dict[str, torch.Tensor]) -> None:
+        for t in self.tasks:
+            self.memories[t].enqueue(keys[t], pseudo_labels.get(t))
+
+    # ----------------------------------------------------------------- inference
+    @torch.no_grad()
+    def infer(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Query-encoder outputs for un-augmented images: backbone features, per-task
+        features, and per clustered task the cluster probabilities used by eq. 5
+        (classifier softmax, or eq. 3's p~ when online CD is off)."""
+        h, q = self.encoder_q(x)
+        out = {"backbone": F.normalize(h, dim=1)}
+        for t in self.tasks:
+            out[f"feat_{t}"] = q[t]
+        for t in self.clustered:
+            if t in self.classifiers:
+                out[f"prob_{t}"] = torch.softmax(self.classifiers[t](q[t]), dim=1)
+            else:
+                keys, bank, valid = self.memories[t].flat()
+                out[f"prob_{t}"] = memory_soft_assignment(q[t], keys, bank, valid, self.num_clusters[t], self.cfg.temperature)
+        return out
