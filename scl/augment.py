@@ -1,0 +1,580 @@
+"""Batched image augmentation with per-sample random parameters, on any device.
+
+Why this module exists
+----------------------
+SCL, like MoCo and SimCLR, trains on two *independently* augmented views of every image.
+The usual route -- a torchvision ``Compose`` called once per image in a
+``Dataset.__getitem__`` -- runs on the CPU one image at a time, and for 32 x 32 images the
+data loader, not the network, becomes the bottleneck. The tempting shortcut, calling
+torchvision's v2 transforms on a whole ``B x C x H x W`` tensor, is *wrong*: a v2
+transform treats the batch as one image and draws ONE set of random parameters for it, so
+every image of the batch gets the same crop, the same flip and the same colour jitter.
+That silently removes most of the augmentation diversity contrastive learning relies on.
+
+This module draws independent parameters for every sample and applies them all at once
+with batched tensor operations -- one ``affine_grid`` + ``grid_sample`` for the geometry,
+broadcasting for the photometric transforms, grouped convolutions for the per-sample
+Gaussian blur -- with no Python loop over samples, on whatever device the batch is on.
+
+Determinism
+-----------
+Every random parameter is drawn on the CPU from the ``torch.Generator`` passed in, in a
+fixed order and number that depend only on the recipe, the image size and the batch
+size, and is then moved to the batch's device. A seed therefore gives the same
+parameters on CPU and GPU. ``forward(x, g)`` is ``apply(x, sample_params(len(x), g))``;
+the split lets a test (or a debugging session) replay the same parameters.
+
+Recipes
+-------
+``mocov2``     colour images (MoCo v2 / SimCLR): RandomResizedCrop(scale 0.2-1, ratio
+               3/4-4/3), horizontal flip 0.5, ColorJitter(0.4, 0.4, 0.4, 0.1) with p 0.8,
+               RandomGrayscale 0.2, Gaussian blur (sigma 0.1-2, p 0.5) only when
+               ``image_size >= 64``; ImageNet mean/std.
+``grayscale``  small one-channel images (Fashion-MNIST): RandomResizedCrop(scale 0.5-1),
+               flip 0.5, brightness/contrast jitter 0.4 with p 0.8, Gaussian noise
+               (std 0.02); normalised with the Fashion-MNIST mean/std (0.286, 0.353),
+               used as the recipe's single constant for any one-channel data set.
+``digits``     8 x 8 digits: a crop or flip would destroy or change the digit, so a small
+               random affine instead (rotation +-12 deg, scale 0.9-1.1, shear +-8 deg,
+               translation +-1 pixel, zero fill), contrast 0.7-1.3 and an additive
+               brightness shift +-0.1 (always applied), Gaussian noise (std 0.05);
+               normalised as (x - 0.5) / 0.5.
+
+Departures from torchvision / MoCo v2 semantics (deliberate and small)
+-----------------------------------------------------------------------
+* Crop boxes are continuous (sub-pixel position and size); torchvision rounds them to
+  whole pixels. The sample points are clamped to the crop box, as torchvision's resize of
+  the cropped image clamps at the crop's edge, so for a whole-pixel box that is not
+  shrunk the two agree (tested). When the crop is *larger* than the output (input bigger
+  than ``image_size``) ``grid_sample`` does not antialias, torchvision does; prepare data
+  at the training resolution to avoid that case.
+* RandomResizedCrop's rejection sampling (10 tries, then a fallback) is reproduced
+  vectorised: 10 candidate boxes per sample, the first that fits is used; if none fits
+  (probability ~1e-9 for MoCo's ranges) the whole image is used -- torchvision's fallback
+  is a centre crop, which is the whole image for square inputs. Aspect ratios are
+  relative to the input's own shape (the same thing for square images, which all
+  prepared data sets are).
+* The horizontal flip is folded into the crop's affine matrix. MoCo v2 flips last, but
+  every later step (colour, grayscale, a symmetric blur with reflect padding) commutes
+  with a flip, so this is exact.
+* ColorJitter's random order of the four factors is kept *per sample* (torchvision draws
+  one order per call). To stay vectorised, each of the four stages evaluates all four
+  operations on the whole batch and keeps, per sample, the one that sample's order
+  selects: four times the arithmetic of a fixed order, cheap next to the network.
+* The Gaussian blur kernel is torchvision's (odd size ~10% of the image, reflect
+  padding, sigma uniform in (0.1, 2)) rather than PIL's ``GaussianBlur(radius)`` that the
+  MoCo v2 code uses; MoCo v2 only blurs large images, hence the ``image_size >= 64`` rule.
+* The mocov2 colour steps act on the cropped, resized float image, as torchvision's
+  tensor path does; MoCo v2's PIL path works on 8-bit images (rounding differences only).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "RECIPES",
+    "Recipe",
+    "BatchAugment",
+    "EvalTransform",
+    "blur_kernel_size",
+    "build_augment",
+    "build_eval_transform",
+    "get_recipe",
+]
+
+RECIPES = ("mocov2", "grayscale", "digits")
+
+# torchvision's luminance weights (rgb_to_grayscale), used by grayscale, contrast and saturation.
+_LUMA = (0.2989, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that defines an augmentation recipe (ranges, probabilities, normalisation)."""
+
+    name: str
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    geometry: Literal["crop", "affine"]
+    # grid_sample padding. Crop geometry clamps its sample points inside the image, so
+    # padding is never read there; the affine geometry exposes the outside (black).
+    padding_mode: Literal["zeros", "border", "reflection"] = "zeros"
+    # "crop": RandomResizedCrop + horizontal flip.
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    crop_tries: int = 10
+    flip_p: float = 0.0
+    # "affine": small random affine, ranges symmetric around the identity.
+    rotation_deg: float = 0.0
+    scale_range: tuple[float, float] = (1.0, 1.0)
+    shear_deg: float = 0.0
+    translate_px: float = 0.0
+    # Photometric: (operation, low, high) factor ranges, applied with probability jitter_p.
+    jitter: tuple[tuple[str, float, float], ...] = ()
+    jitter_p: float = 0.0
+    jitter_random_order: bool = True
+    grayscale_p: float = 0.0
+    blur_p: float = 0.0
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    blur_min_size: int = 64
+    noise_std: float = 0.0
+
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_RECIPES: dict[str, Recipe] = {
+    "mocov2": Recipe(
+        name="mocov2",
+        channels=3,
+        mean=_IMAGENET_MEAN,
+        std=_IMAGENET_STD,
+        geometry="crop",
+        padding_mode="border",
+        crop_scale=(0.2, 1.0),
+        flip_p=0.5,
+        jitter=(("brightness", 0.6, 1.4), ("contrast", 0.6, 1.4), ("saturation", 0.6, 1.4), ("hue", -0.1, 0.1)),
+        jitter_p=0.8,
+        grayscale_p=0.2,
+        blur_p=0.5,
+        blur_sigma=(0.1, 2.0),
+        blur_min_size=64,
+    ),
+    "grayscale": Recipe(
+        name="grayscale",
+        channels=1,
+        mean=(0.286,),  # Fashion-MNIST pixel mean / std: one constant for the recipe
+        std=(0.353,),
+        geometry="crop",
+        padding_mode="zeros",  # never read (see Recipe.padding_mode); black background anyway
+        crop_scale=(0.5, 1.0),
+        flip_p=0.5,
+        jitter=(("brightness", 0.6, 1.4), ("contrast", 0.6, 1.4)),
+        jitter_p=0.8,
+        noise_std=0.02,
+    ),
+    "digits": Recipe(
+        name="digits",
+        channels=1,
+        mean=(0.5,),
+        std=(0.5,),
+        geometry="affine",
+        padding_mode="zeros",  # digits are drawn on a black background
+        rotation_deg=12.0,
+        scale_range=(0.9, 1.1),
+        shear_deg=8.0,
+        translate_px=1.0,
+        jitter=(("contrast", 0.7, 1.3), ("shift", -0.1, 0.1)),
+        jitter_p=1.0,
+        jitter_random_order=False,
+        noise_std=0.05,
+    ),
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    try:
+        return _RECIPES[name]
+    except KeyError:
+        raise ValueError(f"unknown augmentation recipe {name!r}; valid recipes: {', '.join(RECIPES)}") from None
+
+
+# --------------------------------------------------------------------------------------
+# Photometric operations on float batches in [0, 1]; `factor` has one value per sample.
+# Formulas follow torchvision.transforms.v2.functional so results match it (tested).
+# --------------------------------------------------------------------------------------
+
+
+def _per_sample(factor: Tensor) -> Tensor:
+    return factor.view(-1, 1, 1, 1)
+
+
+def _luminance(img: Tensor) -> Tensor:
+    """B x 1 x H x W grayscale; one-channel input is returned as is."""
+    if img.shape[1] == 1:
+        return img
+    r, g, b = img.unbind(1)
+    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(1)
+
+
+def _blend(img: Tensor, other: Tensor | float, factor: Tensor) -> Tensor:
+    f = _per_sample(factor)
+    return (f * img + (1.0 - f) * other).clamp(0.0, 1.0)
+
+
+def _adjust_brightness(img: Tensor, factor: Tensor) -> Tensor:
+    return _blend(img, 0.0, factor)
+
+
+def _adjust_contrast(img: Tensor, factor: Tensor) -> Tensor:
+    mean = _luminance(img).mean(dim=(1, 2, 3), keepdim=True)
+    return _blend(img, mean, factor)
+
+
+def _adjust_saturation(img: Tensor, factor: Tensor) -> Tensor:
+    return _blend(img, _luminance(img), factor)
+
+
+def _shift_brightness(img: Tensor, shift: Tensor) -> Tensor:
+    return (img + _per_sample(shift)).clamp(0.0, 1.0)
+
+
+def _rgb_to_hsv(img: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    r, g, b = img.unbind(1)
+    maxc = img.amax(dim=1)
+    minc = img.amin(dim=1)
+    delta = maxc - minc
+    gray = delta == 0  # hue undefined: any value works since saturation is 0
+    ones = torch.ones_like(maxc)
+    s = delta / torch.where(gray, ones, maxc)
+    d = torch.where(gray, ones, delta)
+    rc, gc, bc = (maxc - r) / d, (maxc - g) / d, (maxc - b) / d
+    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = torch.fmod(h / 6.0 + 1.0, 1.0)
+    return h, s, maxc
+
+
+def _hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
+    # Closed form of the six-sector HSV -> RGB map: channel n in (5, 3, 1) for (R, G, B)
+    # is v - v s clamp(min(k, 4 - k), 0, 1) with k = (n + 6h) mod 6. Branch-free.
+    n = torch.arange(5.0, 0.0, -2.0, dtype=h.dtype, device=h.device).view(1, 3, 1, 1)  # 5, 3, 1
+    k = torch.remainder(n + 6.0 * h.unsqueeze(1), 6.0)
+    c = torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
+    v, s = v.unsqueeze(1), s.unsqueeze(1)
+    return v - v * s * c
+
+
+def _adjust_hue(img: Tensor, factor: Tensor) -> Tensor:
+    h, s, v = _rgb_to_hsv(img)
+    h = torch.remainder(h + factor.view(-1, 1, 1), 1.0)
+    return _hsv_to_rgb(h, s, v)
+
+
+_JITTER_OPS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "brightness": _adjust_brightness,
+    "contrast": _adjust_contrast,
+    "saturation": _adjust_saturation,
+    "hue": _adjust_hue,
+    "shift": _shift_brightness,
+}
+_COLOUR_ONLY = {"saturation", "hue"}
+
+
+def blur_kernel_size(image_size: int) -> int:
+    """Odd Gaussian kernel size, about 10% of the image (SimCLR / MoCo v2 convention)."""
+    k = int(0.1 * image_size)
+    return k + 1 if k % 2 == 0 else k
+
+
+def _gaussian_kernels(sigma: Tensor, size: int) -> Tensor:
+    """B x size normalised 1-D Gaussian kernels (torchvision's: unit-spaced, truncated)."""
+    x = torch.arange(size, dtype=torch.float32, device=sigma.device) - (size - 1) / 2
+    w = torch.exp(-0.5 * (x / sigma.float().view(-1, 1)) ** 2)
+    return w / w.sum(dim=1, keepdim=True)
+
+
+def _blur(img: Tensor, kernels: Tensor) -> Tensor:
+    """Separable blur with one kernel per sample: channels of all samples become the
+    groups of one depthwise convolution, so no loop over samples is needed."""
+    b, c, h, w = img.shape
+    size = kernels.shape[1]
+    weight = kernels.to(img.dtype).repeat_interleave(c, dim=0)  # (B*C) x size
+    out = F.pad(img.reshape(1, b * c, h, w), (size // 2,) * 4, mode="reflect")
+    out = F.conv2d(out, weight.view(b * c, 1, 1, size), groups=b * c)
+    out = F.conv2d(out, weight.view(b * c, 1, size, 1), groups=b * c)
+    return out.view(b, c, h, w)
+
+
+# --------------------------------------------------------------------------------------
+# Modules
+# --------------------------------------------------------------------------------------
+
+
+class _RecipeModule(nn.Module):
+    """Input checks and normalisation shared by the augmented and the eval path."""
+
+    def __init__(self, recipe: str, image_size: int, channels: int) -> None:
+        super().__init__()
+        spec = get_recipe(recipe)
+        if channels != spec.channels:
+            raise ValueError(
+                f"augmentation recipe {recipe!r} is for {spec.channels}-channel images, got channels={channels}"
+                f" (recipes: mocov2 = 3 channels; grayscale, digits = 1 channel)"
+            )
+        if not isinstance(image_size, int) or image_size < 1:
+            raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+        self.recipe = spec
+        self.image_size = image_size
+        self.channels = channels
+
+    def extra_repr(self) -> str:
+        return f"recipe={self.recipe.name!r}, image_size={self.image_size}, channels={self.channels}"
+
+    def _check_input(self, x: Tensor) -> None:
+        if not isinstance(x, Tensor) or x.ndim != 4:
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"expected a uint8 batch B x C x H x W, got {shape}")
+        if x.dtype != torch.uint8:
+            raise TypeError(f"expected a uint8 batch (values 0..255), got dtype {x.dtype}")
+        if x.shape[1] != self.channels:
+            hint = ""
+            if x.shape[-1] == self.channels:
+                hint = "; it looks channels-last (B x H x W x C): use x.permute(0, 3, 1, 2)"
+            raise ValueError(
+                f"recipe {self.recipe.name!r} expects {self.channels}-channel batches B x {self.channels} x H x W,"
+                f" got shape {tuple(x.shape)}{hint}"
+            )
+
+    def _normalise(self, img: Tensor) -> Tensor:
+        mean = torch.tensor(self.recipe.mean, dtype=img.dtype, device=img.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.recipe.std, dtype=img.dtype, device=img.device).view(1, -1, 1, 1)
+        return (img - mean) / std
+
+
+class EvalTransform(_RecipeModule):
+    """The un-augmented path: uint8 -> [0, 1] -> (resize to image_size if needed) -> normalise."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
+        img = x.to(torch.float32) / 255.0
+        if img.shape[-2:] != (self.image_size, self.image_size):
+            img = F.interpolate(
+                img, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True
+            )
+        return self._normalise(img)
+
+
+class BatchAugment(_RecipeModule):
+    """uint8 ``B x C x H x W`` -> normalised float32 ``B x C x S x S`` (S = image_size),
+    with independent random parameters for every sample (see the module docstring).
+
+    ``sample_params`` returns a dict of CPU tensors, one row per sample:
+
+    crop geometry    ``crop`` (B x 4: x0, y0, w, h as fractions of the input's width and
+                     height, top-left origin), ``flip`` (bool)
+    affine geometry  ``angle`` (degrees, positive = counter-clockwise as displayed),
+                     ``shear`` (degrees, x-shear), ``scale``, ``translate`` (B x 2: x, y in
+                     output pixels, positive = content moves right / down)
+    jitter           ``jitter`` (bool: applied at all), one factor per operation named in
+                     the recipe (``brightness``, ``contrast``, ``saturation``, ``hue``,
+                     ``shift``) and, for a random order, ``jitter_order`` (B x n_ops
+                     permutation of the operations' indices)
+    other            ``grayscale`` (bool), ``blur`` (bool) + ``blur_sigma``, ``noise``
+                     (B x C x S x S standard normal, scaled by the recipe's std)
+    """
+
+    def __init__(self, recipe: str, image_size: int, channels: int) -> None:
+        super().__init__(recipe, image_size, channels)
+        spec = self.recipe
+        for op, _, _ in spec.jitter:
+            if op not in _JITTER_OPS or (op in _COLOUR_ONLY and channels != 3):
+                raise ValueError(f"jitter operation {op!r} is not available for {channels}-channel images")
+        self.jitter_ops = tuple(op for op, _, _ in spec.jitter)
+        # Blur only for large images (MoCo v2 blurs 224 px ImageNet crops; SimCLR drops it for CIFAR).
+        self.blur_size = blur_kernel_size(image_size) if spec.blur_p > 0 and image_size >= spec.blur_min_size else 0
+
+    # ---- parameters ------------------------------------------------------------------
+
+    def param_keys(self) -> tuple[str, ...]:
+        """The keys `sample_params` returns (and `apply` requires) for this recipe."""
+        spec = self.recipe
+        keys = ["crop", "flip"] if spec.geometry == "crop" else ["angle", "scale", "shear", "translate"]
+        if spec.jitter:
+            keys += ["jitter", *self.jitter_ops] + (["jitter_order"] if spec.jitter_random_order else [])
+        if spec.grayscale_p > 0:
+            keys.append("grayscale")
+        if self.blur_size:
+            keys += ["blur", "blur_sigma"]
+        if spec.noise_std > 0:
+            keys.append("noise")
+        return tuple(keys)
+
+    def sample_params(self, batch_size: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Draw one set of parameters per sample on the CPU (always the same number of
+        draws, in the same order, for a given recipe / image size / batch size)."""
+        if generator is not None and generator.device.type != "cpu":
+            raise ValueError(f"pass a CPU torch.Generator (parameters are drawn on the CPU), got {generator.device}")
+        spec, n = self.recipe, batch_size
+
+        def uniform(low: float, high: float, *shape: int) -> Tensor:
+            return low + (high - low) * torch.rand(n, *shape, generator=generator)
+
+        def bernoulli(p: float) -> Tensor:
+            return torch.rand(n, generator=generator) < p
+
+        params: dict[str, Tensor] = {}
+        if spec.geometry == "crop":
+            params["crop"] = self._sample_crop(n, generator)
+            params["flip"] = bernoulli(spec.flip_p)
+        else:
+            params["angle"] = uniform(-spec.rotation_deg, spec.rotation_deg)
+            params["scale"] = uniform(*spec.scale_range)
+            params["shear"] = uniform(-spec.shear_deg, spec.shear_deg)
+            params["translate"] = uniform(-spec.translate_px, spec.translate_px, 2)
+        if spec.jitter:
+            params["jitter"] = bernoulli(spec.jitter_p)
+            for op, low, high in spec.jitter:
+                params[op] = uniform(low, high)
+            if spec.jitter_random_order:
+                params["jitter_order"] = torch.rand(n, len(spec.jitter), generator=generator).argsort(dim=1)
+        if spec.grayscale_p > 0:
+            params["grayscale"] = bernoulli(spec.grayscale_p)
+        if self.blur_size:
+            params["blur"] = bernoulli(spec.blur_p)
+            params["blur_sigma"] = uniform(*spec.blur_sigma)
+        if spec.noise_std > 0:
+            params["noise"] = torch.randn(n, self.channels, self.image_size, self.image_size, generator=generator)
+        return params
+
+    def _sample_crop(self, n: int, generator: torch.Generator | None) -> Tensor:
+        """RandomResizedCrop boxes, vectorised: `crop_tries` candidates per sample, the
+        first one that fits inside the image wins, else the whole image."""
+        spec, tries = self.recipe, self.recipe.crop_tries
+        lo, hi = spec.crop_scale
+        log_lo, log_hi = math.log(spec.crop_ratio[0]), math.log(spec.crop_ratio[1])
+        area = lo + (hi - lo) * torch.rand(n, tries, generator=generator)
+        ratio = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(n, tries, generator=generator))
+        w, h = torch.sqrt(area * ratio), torch.sqrt(area / ratio)
+        fits = (w <= 1.0) & (h <= 1.0)
+        first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)  # index of the first fitting try
+        any_fit = fits.any(dim=1)
+        one = torch.ones(n)
+        w = torch.where(any_fit, w.gather(1, first).squeeze(1), one)
+        h = torch.where(any_fit, h.gather(1, first).squeeze(1), one)
+        x0 = torch.rand(n, generator=generator) * (1.0 - w)
+        y0 = torch.rand(n, generator=generator) * (1.0 - h)
+        return torch.stack((x0, y0, w, h), dim=1)
+
+    def theta(self, params: dict[str, Tensor]) -> Tensor:
+        """B x 2 x 3 matrices for ``F.affine_grid(..., align_corners=False)``: they map
+        output coordinates to input coordinates, both in [-1, 1] with -1 / +1 on the outer
+        *edges* of the edge pixels, so the identity matrix reproduces the input exactly."""
+        if self.recipe.geometry == "crop":
+            x0, y0, w, h = params["crop"].float().unbind(1)
+            sx = torch.where(params["flip"], -w, w)  # a flip mirrors the crop about its centre
+            zero = torch.zeros_like(w)
+            return torch.stack(
+                (torch.stack((sx, zero, 2 * x0 + w - 1), 1), torch.stack((zero, h, 2 * y0 + h - 1), 1)), 1
+            )
+        # Forward content map p_out = A p_in + t with A = scale * R(angle) @ Shear_x(shear),
+        # in (x right, y down) coordinates; affine_grid needs the inverse: p_in = A^-1 (p_out - t).
+        # The angle is negated so that a positive angle turns the content counter-clockwise
+        # as displayed, like torchvision's rotate.
+        a = -torch.deg2rad(params["angle"].float())
+        tan = torch.tan(torch.deg2rad(params["shear"].float()))
+        s = params["scale"].float()
+        cos, sin = torch.cos(a), torch.sin(a)
+        a11, a12, a21, a22 = s * cos, s * (cos * tan - sin), s * sin, s * (sin * tan + cos)
+        det = a11 * a22 - a12 * a21  # = s^2
+        i11, i12, i21, i22 = a22 / det, -a12 / det, -a21 / det, a11 / det
+        t = params["translate"].float() * (2.0 / self.image_size)  # 1 output pixel = 2 / S
+        tx, ty = t.unbind(1)
+        return torch.stack(
+            (
+                torch.stack((i11, i12, -(i11 * tx + i12 * ty)), 1),
+                torch.stack((i21, i22, -(i21 * tx + i22 * ty)), 1),
+            ),
+            1,
+        )
+
+    # ---- application -----------------------------------------------------------------
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        self._check_input(x)
+        return self.apply(x, self.sample_params(x.shape[0], generator))
+
+    def apply(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
+        """Apply given per-sample parameters (from `sample_params`) to a uint8 batch."""
+        self._check_input(x)
+        self._check_params(params, x.shape[0])
+        spec, size = self.recipe, self.image_size
+        b, c, in_h, in_w = x.shape
+        if b == 0:
+            return torch.empty(0, c, size, size, dtype=torch.float32, device=x.device)
+        device = x.device
+        # Small derived quantities are computed where the parameters live (the CPU,
+        # normally) and moved once, rather than launching many tiny device kernels.
+        theta = self.theta(params)
+        kernels = None
+        if self.blur_size:
+            kernels = _gaussian_kernels(params["blur_sigma"], self.blur_size)
+            delta = torch.zeros_like(kernels)
+            delta[:, self.blur_size // 2] = 1.0  # identity kernel for samples not blurred
+            kernels = torch.where(params["blur"].view(-1, 1), kernels, delta).to(device)
+        p = {k: v.to(device) for k, v in params.items()}
+
+        img = x.to(torch.float32) / 255.0
+
+        # Geometry: one affine_grid + grid_sample for the whole batch.
+        grid = F.affine_grid(theta.to(device), [b, c, size, size], align_corners=False)
+        if spec.geometry == "crop":
+            # Keep sample points between the outermost pixel centres of the crop box, as
+            # torchvision's resize of the cropped image does; padding is then never read.
+            x0, y0, w, h = p["crop"].float().unbind(1)
+            gx = grid[..., 0].clamp(_lo(x0, in_w), _hi(x0 + w, in_w))
+            gy = grid[..., 1].clamp(_lo(y0, in_h), _hi(y0 + h, in_h))
+            grid = torch.stack((gx, gy), dim=-1)
+        img = F.grid_sample(img, grid, mode="bilinear", padding_mode=spec.padding_mode, align_corners=False)
+
+        # Colour jitter, per-sample order. Stage k applies, to each sample, the operation
+        # its order puts k-th; with a fixed order stage k is simply operation k.
+        if spec.jitter:
+            n_ops = len(self.jitter_ops)
+            for stage in range(n_ops):
+                for j, op in enumerate(self.jitter_ops):
+                    if spec.jitter_random_order:
+                        use = p["jitter"] & (p["jitter_order"][:, stage] == j)
+                    elif j == stage:
+                        use = p["jitter"]
+                    else:
+                        continue
+                    img = torch.where(use.view(-1, 1, 1, 1), _JITTER_OPS[op](img, p[op]), img)
+
+        if spec.grayscale_p > 0:
+            img = torch.where(p["grayscale"].view(-1, 1, 1, 1), _luminance(img).expand_as(img), img)
+
+        if kernels is not None:
+            img = _blur(img, kernels)
+
+        if spec.noise_std > 0:
+            img = (img + spec.noise_std * p["noise"].to(img.dtype)).clamp(0.0, 1.0)
+
+        return self._normalise(img)
+
+    def _check_params(self, params: dict[str, Tensor], batch_size: int) -> None:
+        expected = self.param_keys()
+        missing = sorted(set(expected) - set(params))
+        if missing:
+            raise ValueError(f"augmentation parameters for recipe {self.recipe.name!r} lack {missing}")
+        for key in expected:
+            if params[key].shape[0] != batch_size:
+                raise ValueError(
+                    f"parameter {key!r} has {params[key].shape[0]} rows for a batch of {batch_size} images"
+                )
+
+
+def _lo(edge: Tensor, pixels: int) -> Tensor:
+    """Normalised coordinate of the first pixel centre inside a box edge (fraction)."""
+    return (2.0 * edge - 1.0 + 1.0 / pixels).view(-1, 1, 1)
+
+
+def _hi(edge: Tensor, pixels: int) -> Tensor:
+    return (2.0 * edge - 1.0 - 1.0 / pixels).view(-1, 1, 1)
+
+
+def build_augment(recipe: str, image_size: int, channels: int) -> BatchAugment:
+    """The training-time augmentation of `recipe` (one of RECIPES)."""
+    return BatchAugment(recipe, image_size, channels)
+
+
+def build_eval_transform(recipe: str, image_size: int, channels: int) -> EvalTransform:
+    """The un-augmented path of `recipe`: the same normalisation, no randomness."""
+    return EvalTransform(recipe, image_size, channels)
