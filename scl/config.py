@@ -134,7 +134,13 @@ def parse_overrides(items: list[str] | None) -> dict:
             close = difflib.get_close_matches(key, TRAIN_KEYS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"--set {key}: unknown training setting{hint}; known: {', '.join(TRAIN_KEYS)}")
-        out[key] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML 1.1 reads "1e-3" as a string; numbers are meant
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        out[key] = parsed
     return out
 
 

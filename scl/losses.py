@@ -40,13 +40,17 @@ def memory_soft_assignment(q, memory_keys, slot_bank, slot_valid, num_clusters: 
     """Eq. 3: p~_ij = sum_{k in M_j} exp(q.k/tau) / sum_j' sum_{k in M_j'} exp(q.k/tau).
 
     Computed in log space (logsumexp per bank, then softmax over banks) for stability.
-    Returns N x C probabilities. Empty banks get probability 0.
+    Returns N x C probabilities. Empty banks get probability 0; an entirely empty memory
+    gives uniform probabilities.
     """
     sims = (q @ memory_keys.t()) / temperature  # N x M
     sims = sims.masked_fill(~slot_valid[None, :], NEG_INF)
     bank_size = memory_keys.shape[0] // num_clusters
     # slots are laid out bank by bank (SemanticMemory.flat), so a reshape groups them
     per_bank = torch.logsumexp(sims.view(len(q), num_clusters, bank_size), dim=2)  # N x C
+    # a memory with no key at all yet (memory_init: empty) carries no information: uniform
+    no_keys = torch.isinf(per_bank).all(dim=1, keepdim=True)
+    per_bank = per_bank.masked_fill(no_keys, 0.0)
     return torch.softmax(per_bank, dim=1)
 
 

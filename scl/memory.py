@@ -58,8 +58,8 @@ class SemanticMemory(nn.Module):
         rank, counts = _within_group_rank(labels, self.num_clusters)
         keep = rank >= (counts[labels] - self.bank_size)  # the last B keys per bank
         labels, rank, keys = labels[keep], rank[keep], keys[keep]
-        # the first kept key of a bank with n > B arrivals has rank n - B: shift to 0
-        rank = rank - (counts[labels] - self.bank_size).clamp(min=0)
+        # the kept ranks n-B..n-1 are distinct mod B, and after ptr moves on by n the
+        # oldest slot is the one of rank n-B: FIFO order holds even when n > B
         slot = (self.ptr[labels] + rank) % self.bank_size
         self.keys[labels, slot] = keys.detach().to(self.keys.dtype)
         self.valid[labels, slot] = True

@@ -1,0 +1,181 @@
+"""Pseudo-label refresh (eq. 5), change counts (eq. 6) and ODC's imbalance guards."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scl import pseudo_labels as pl
+
+
+# ----------------------------------------------------------------- eq. 5
+def test_refresh_is_argmax_and_max_prob():
+    scores = np.array(
+        [
+            [0.1, 0.7, 0.2],
+            [0.5, 0.2, 0.3],
+            [0.05, 0.15, 0.8],
+            [0.3, 0.3, 0.4],
+        ]
+    )
+    labels, conf = pl.refresh(scores)
+    assert labels.tolist() == [1, 0, 2, 2]
+    assert labels.dtype == np.int64
+    np.testing.assert_array_equal(conf, [0.7, 0.5, 0.8, 0.4])
+
+
+def test_refresh_random_scores():
+    rng = np.random.default_rng(0)
+    scores = rng.dirichlet(np.ones(5), size=50)
+    labels, conf = pl.refresh(scores)
+    for i in range(50):
+        assert scores[i, labels[i]] == conf[i] == max(scores[i])
+
+
+# ----------------------------------------------------------------- eq. 6
+def test_change_counts_hand_case():
+    s0 = np.ones(5, dtype=np.float32)  # s^0 = 1 (spec section 7)
+    e1_old = np.array([0, 1, 2, 0, 1])
+    e1_new = np.array([0, 2, 2, 1, 1])  # samples 1 and 3 change
+    s1 = pl.update_change_counts(s0, e1_old, e1_new)
+    assert s1.tolist() == [1, 2, 1, 2, 1]
+    assert s1.dtype == np.float32
+    e2_new = np.array([1, 2, 0, 1, 1])  # samples 0 and 2 change
+    s2 = pl.update_change_counts(s1, e1_new, e2_new)
+    assert s2.tolist() == [2, 2, 2, 2, 1]
+    assert s0.tolist() == [1] * 5  # not modified in place
+
+
+def test_change_counts_no_change():
+    s = np.array([3, 1, 2])
+    y = np.array([2, 0, 1])
+    assert pl.update_change_counts(s, y, y.copy()).tolist() == [3, 1, 2]
+
+
+# ----------------------------------------------------------------- initial partition
+@pytest.mark.parametrize("n,C", [(100, 10), (103, 10), (7, 3), (20, 20)])
+def test_random_partition_balanced(n, C):
+    labels = pl.random_partition(n, C, np.random.default_rng(0))
+    assert labels.shape == (n,) and labels.dtype == np.int64
+    assert labels.min() >= 0 and labels.max() < C
+    counts = np.bincount(labels, minlength=C)
+    assert counts.max() - counts.min() <= 1
+    assert counts.sum() == n
+
+
+def test_random_partition_seeded():
+    a = pl.random_partition(200, 7, np.random.default_rng(42))
+    b = pl.random_partition(200, 7, np.random.default_rng(42))
+    c = pl.random_partition(200, 7, np.random.default_rng(43))
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert not np.array_equal(a, np.arange(200) % 7)  # actually shuffled
+
+
+# ----------------------------------------------------------------- guard (a)
+def test_balanced_class_weights_hand_case():
+    labels = np.array([0] + [1] * 4 + [2] * 16)  # n = 1, 4, 16
+    w = pl.balanced_class_weights(labels, 3)
+    # (1/n)^0.5 = 1, 1/2, 1/4; sum 1.75; scaled to mean 1: x 3/1.75
+    np.testing.assert_allclose(w, np.array([1.0, 0.5, 0.25]) * 3 / 1.75, rtol=1e-6)
+    assert w.mean() == pytest.approx(1.0, rel=1e-6)
+    assert w[0] / w[2] == pytest.approx(4.0, rel=1e-6)
+
+
+def test_balanced_class_weights_uniform_and_empty():
+    assert np.allclose(pl.balanced_class_weights(np.repeat(np.arange(4), 5), 4), 1.0)
+    w = pl.balanced_class_weights(np.array([0, 0, 0, 0, 1]), 3)  # cluster 2 empty: treated as n = 1
+    np.testing.assert_allclose(w, np.array([0.5, 1.0, 1.0]) * 3 / 2.5, rtol=1e-6)
+    assert w.mean() == pytest.approx(1.0, rel=1e-6)
+
+
+# ----------------------------------------------------------------- guard (b)
+def bimodal_case():
+    """Cluster 0: 2 members (tiny); cluster 1: 200 members in two far-apart modes;
+    clusters 2 and 3: 60 members each."""
+    rng = np.random.default_rng(0)
+    feats, labels = [], []
+    feats.append(rng.normal([0, 20], 0.1, size=(2, 2)))
+    labels += [0] * 2
+    feats.append(rng.normal([10, 0], 0.3, size=(100, 2)))  # mode A of cluster 1
+    feats.append(rng.normal([-10, 0], 0.3, size=(100, 2)))  # mode B of cluster 1
+    labels += [1] * 200
+    feats.append(rng.normal([0, 10], 0.3, size=(60, 2)))
+    labels += [2] * 60
+    feats.append(rng.normal([0, -10], 0.3, size=(60, 2)))
+    labels += [3] * 60
+    features = np.concatenate(feats)
+    labels = np.array(labels)
+    scores = np.full((len(labels), 4), 0.05)
+    scores[np.arange(len(labels)), labels] = 0.85
+    # the tiny cluster's members: own cluster best, then cluster 3, then 1, then 2
+    scores[:2] = [0.6, 0.15, 0.05, 0.2]
+    return labels, scores, features
+
+
+def test_split_small_clusters_bimodal_case():
+    labels, scores, features = bimodal_case()
+    min_size = 20
+    new, reseeded = pl.split_small_clusters(labels, scores, features, min_size, seed=0)
+    assert reseeded == 1
+    sizes = np.bincount(new, minlength=4)
+    assert sizes.min() >= min_size
+    assert sizes.sum() == len(labels)
+    # the tiny cluster's members went to their best non-small cluster (3, not 1 or 2)
+    assert new[:2].tolist() == [3, 3]
+    # the huge cluster was split exactly along its two modes; one mode took id 0
+    mode_a, mode_b = new[2:102], new[102:202]
+    assert len(set(mode_a)) == 1 and len(set(mode_b)) == 1
+    assert {int(mode_a[0]), int(mode_b[0])} == {0, 1}
+    # the other clusters are untouched
+    assert (new[202:262] == 2).all() and (new[262:] == 3).all()
+    assert sizes.tolist() == [100, 100, 60, 62]
+    # input not modified
+    assert (labels[:2] == 0).all()
+
+
+def test_split_small_clusters_empty_cluster_gets_reseeded():
+    labels, scores, features = bimodal_case()
+    labels = labels.copy()
+    labels[:2] = 3  # cluster 0 now has no member at all
+    new, reseeded = pl.split_small_clusters(labels, scores, features, 20, seed=0)
+    assert reseeded == 1
+    assert np.bincount(new, minlength=4).min() >= 20
+
+
+def test_split_small_clusters_several_small():
+    rng = np.random.default_rng(1)
+    # 4 well-separated modes all labelled 0; clusters 1 and 2 have 1 member each
+    centres = np.array([[10, 10], [10, -10], [-10, 10], [-10, -10]])
+    features = np.concatenate([rng.normal(c, 0.2, size=(50, 2)) for c in centres] + [rng.normal(0, 0.2, size=(2, 2))])
+    labels = np.array([0] * 200 + [1, 2])
+    scores = np.full((202, 3), 1 / 3)
+    new, reseeded = pl.split_small_clusters(labels, scores, features, min_size=30, seed=0)
+    assert reseeded == 2
+    sizes = np.bincount(new, minlength=3)
+    assert sizes.min() >= 30 and sizes.sum() == 202
+
+
+def test_split_small_clusters_noop_when_nothing_small():
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(3), 30)
+    scores = rng.dirichlet(np.ones(3), size=90)
+    features = rng.normal(size=(90, 4))
+    new, reseeded = pl.split_small_clusters(labels, scores, features, min_size=30)
+    assert reseeded == 0
+    assert np.array_equal(new, labels)
+    new[0] = 2
+    assert labels[0] == 0  # a copy, not the input
+
+
+def test_split_small_clusters_noop_when_everything_small():
+    labels = np.array([0, 1, 2])
+    new, reseeded = pl.split_small_clusters(labels, np.eye(3), np.eye(3), min_size=5)
+    assert reseeded == 0 and np.array_equal(new, labels)
+
+
+def test_min_cluster_size():
+    assert pl.min_cluster_size(1000, 10, 0.2) == 20
+    assert pl.min_cluster_size(1797, 10, 0.2) == 35  # floor(35.94)
+    assert pl.min_cluster_size(100, 3, 0.0) == 0
+    assert pl.min_cluster_size(60000, 20, 1.0) == 3000

@@ -1,0 +1,155 @@
+"""Training runs on the real `digits` data: learning, resume, kill-and-resume, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from scl.config import load_params, resolve
+from scl.data.prepared import load_prepared
+from scl.data.registry import prepare
+from scl.train import Trainer, TrainingError, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def digits_npz(tmp_path_factory) -> Path:
+    return prepare("digits", tmp_path_factory.mktemp("data") / "digits.npz")
+
+
+@pytest.fixture(scope="session")
+def params():
+    return load_params(ROOT / "params.yaml")
+
+
+def _settings(params, **overrides):
+    return resolve(params, "digits", "scl", 0, {"threads": 2, **overrides})
+
+
+@pytest.mark.slow
+def test_short_digits_run_improves_on_its_first_epoch(params, digits_npz, tmp_path):
+    metrics = train(_settings(params, epochs=6), load_prepared(digits_npz), tmp_path, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3, 4, 5, 6]
+    assert log[-1]["acc"] > log[0]["acc"] + 0.15, [r["acc"] for r in log]
+    assert set(metrics) >= {"acc", "nmi", "ari", "tasks"}
+    assert set(metrics["tasks"]) == {"target", "under"}
+    assert metrics["acc"] == pytest.approx(log[-1]["acc"])
+    for name in ("checkpoint.pt", "assignments.npz", "features_init.npz", "features.npz", "metrics.json"):
+        assert (tmp_path / name).exists(), name
+    with np.load(tmp_path / "assignments.npz") as a:
+        assert a["pred"].shape == (1797,) and a["conf"].shape == (1797,)
+        assert ((a["conf"] > 0) & (a["conf"] <= 1)).all()
+    with np.load(tmp_path / "features.npz") as f:
+        assert f["backbone"].shape[0] == 1797 and f["feat_target"].shape == (1797, 128)
+    # no temporary file is left behind
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def _state(model: torch.nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.slow
+def test_resumed_run_equals_uninterrupted_run(params, digits_npz, tmp_path):
+    data = load_prepared(digits_npz)
+    settings = _settings(params, epochs=3)
+    full = Trainer(settings, data, tmp_path / "full", progress=False)
+    full_metrics = full.run()
+
+    first = Trainer(settings, data, tmp_path / "split", progress=False)
+    assert first.run(stop_after_epoch=1) is None
+    assert not (tmp_path / "split" / "metrics.json").exists()
+    second = Trainer(settings, data, tmp_path / "split", progress=False)
+    resumed_metrics = second.run()
+
+    assert resumed_metrics["acc"] == full_metrics["acc"]
+    assert resumed_metrics["nmi"] == full_metrics["nmi"]
+    a, b = _state(full.model), _state(second.model)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    strip = lambda rs: [{k: v for k, v in r.items() if "time" not in k and k != "samples_per_s"} for r in rs]
+    assert strip(full.records) == strip(second.records)
+
+
+def test_checkpoint_of_other_settings_is_refused(params, digits_npz, tmp_path):
+    data = load_prepared(digits_npz)
+    Trainer(_settings(params, epochs=2), data, tmp_path, progress=False).run(stop_after_epoch=1)
+    with pytest.raises(TrainingError, match="other settings"):
+        Trainer(_settings(params, epochs=2, lr=0.5), data, tmp_path, progress=False).run()
+
+
+def test_non_finite_loss_stops_with_a_clear_error(params, digits_npz, tmp_path):
+    data = load_prepared(digits_npz)
+    with pytest.raises(TrainingError, match="non-finite loss"):
+        # an absurd learning rate blows the weights up within an epoch
+        Trainer(_settings(params, epochs=2, lr=1e12, split_small=False), data, tmp_path, progress=False).run()
+
+
+def _cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "scl", *args], capture_output=True, text=True, cwd=ROOT, **kw)
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_to_the_same_result(digits_npz, tmp_path):
+    common = ["train", "--dataset", "digits", "--data", str(digits_npz), "--no-progress",
+              "--set", "epochs=4", "--set", "threads=2"]
+    reference = _cli(*common, "--out", str(tmp_path / "ref"))
+    assert reference.returncode == 0, reference.stderr
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "scl", *common, "--out", str(out)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "log.jsonl").exists():
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)  # mid-epoch 2 (or later), no chance to clean up
+    proc.wait()
+    assert not (out / "metrics.json").exists()
+    resumed = _cli(*common, "--out", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    ref = json.loads((tmp_path / "ref" / "metrics.json").read_text())
+    got = json.loads((out / "metrics.json").read_text())
+    for k in ("acc", "nmi", "ari", "cluster_sizes"):
+        assert got[k] == ref[k], k
+    assert len((out / "log.jsonl").read_text().splitlines()) == 4
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--set", "epochs=-1"], "epochs"),
+        (["--set", "epochs=ten"], "epochs"),
+        (["--set", "epoch=3"], "did you mean 'epochs'"),
+        (["--set", "nonsense"], "KEY=VALUE"),
+        (["--variant", "nope"], "unknown variant"),
+        (["--set", "backbone=vgg"], "backbone"),
+    ],
+)
+def test_bad_settings_stop_before_any_work(args, message, digits_npz, tmp_path):
+    out = tmp_path / "run"
+    r = _cli("train", "--dataset", "digits", "--data", str(digits_npz), "--out", str(out), *args)
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert not out.exists()
+
+
+def test_unknown_dataset_is_a_clear_error(tmp_path):
+    r = _cli("train", "--dataset", "mnist", "--out", str(tmp_path / "run"))
+    assert r.returncode == 2 and "unknown dataset 'mnist'" in r.stderr
+
+
+def test_missing_data_file_names_the_fix(tmp_path):
+    r = _cli("train", "--dataset", "cifar10", "--data", str(tmp_path / "none.npz"), "--out", str(tmp_path / "run"))
+    assert r.returncode == 2 and "scl prepare" in r.stderr
