@@ -2,6 +2,9 @@
 
   scl prepare DATASET           download, verify and prepare a dataset into one .npz
   scl train --dataset D         one SCL run (variant, seed, overrides), resumable
+  scl baseline METHOD --dataset D   K-means / SC / AC / NMF on raw pixels
+  scl table {table1,table2,table3}  reproduced numbers beside the paper's (md, csv, tex)
+  scl figure {fig3,fig4,fig5,fig6,curves}   figures as PNG
 Exit codes: 0 done, 2 bad input (settings, data), 3 training failed.
 """
 
@@ -78,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         add_prepare_parser(sub)
     except ImportError:  # pragma: no cover - data layer not installed
         pass
+    from scl.baselines import add_baseline_parser
+    from scl.report_cli import add_figure_parser, add_table_parser
+
+    add_baseline_parser(sub)
+    add_table_parser(sub)
+    add_figure_parser(sub)
     return parser
 
 
@@ -91,5 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         from scl.data.cli import run_prepare
 
         return run_prepare(args)
+    if args.command in ("baseline", "table", "figure"):
+        return args.func(args)
     parser.error(f"unknown command {args.command}")
     return 2

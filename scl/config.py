@@ -29,6 +29,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class TrainSettings:
     backbone: str
+    cnn_width: int
     augment: str
     epochs: int
     batch_size: int

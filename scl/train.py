@@ -113,7 +113,7 @@ class Trainer:
         torch.manual_seed(settings.seed)
         self.model = SCLModel(
             SCLConfig(
-                backbone=self.t.backbone, in_channels=ds.channels, num_classes=ds.num_classes, tasks=self.t.tasks,
+                backbone=self.t.backbone, backbone_width=self.t.cnn_width, in_channels=ds.channels, num_classes=ds.num_classes, tasks=self.t.tasks,
                 feature_dim=self.t.feature_dim, memory_size=self.t.memory_size, memory_init=self.t.memory_init,
                 temperature=self.t.temperature, ema_momentum=self.t.ema_momentum,
                 cross_cluster=self.t.cross_cluster, online_cd=self.t.online_cd,

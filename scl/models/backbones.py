@@ -81,11 +81,12 @@ class SmallCNN(nn.Module):
 BACKBONES = ("resnet18", "resnet34", "small_cnn")
 
 
-def build_backbone(name: str, in_channels: int) -> nn.Module:
+def build_backbone(name: str, in_channels: int, width: int = 64) -> nn.Module:
+    """`width` is the first stage's channel count of small_cnn (ResNets ignore it)."""
     if name == "resnet18":
         return SmallInputResNet([2, 2, 2, 2], in_channels)
     if name == "resnet34":
         return SmallInputResNet([3, 4, 6, 3], in_channels)
     if name == "small_cnn":
-        return SmallCNN(in_channels)
+        return SmallCNN(in_channels, width)
     raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")

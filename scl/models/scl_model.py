@@ -42,6 +42,7 @@ class SCLConfig:
     backbone: str
     in_channels: int
     num_classes: int
+    backbone_width: int = 64
     tasks: tuple[str, ...] = TASKS
     feature_dim: int = 128
     memory_size: int = 4096
@@ -73,7 +74,7 @@ class SCLModel(nn.Module):
         self.cfg = cfg
         self.tasks = tuple(t for t in TASKS if t in cfg.tasks)  # canonical order
         self.clustered = tuple(t for t in self.tasks if t in CLUSTERED_TASKS)
-        self.encoder_q = Encoder(build_backbone(cfg.backbone, cfg.in_channels), self.tasks, cfg.feature_dim)
+        self.encoder_q = Encoder(build_backbone(cfg.backbone, cfg.in_channels, cfg.backbone_width), self.tasks, cfg.feature_dim)
         self.encoder_k = copy.deepcopy(self.encoder_q)
         for p in self.encoder_k.parameters():
             p.requires_grad_(False)  # updated by momentum only

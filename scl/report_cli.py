@@ -1,0 +1,108 @@
+"""`scl table` and `scl figure`: the command-line face of `scl.report`.
+
+  scl table {table1,table2,table3} [--runs results/runs] [--baselines results/baselines]
+            [--out results/tables/<name>] [--datasets D ...] [--extra-reported CSV ...]
+      writes <out>.md, <out>.csv, <out>.tex and prints the markdown
+  scl figure {fig3,fig4,fig5,fig6,curves} [--runs results/runs] [--out results/figures/<name>.png]
+            [--dataset D] [--datasets D ...] [--seed S] [--variant V] [--data NPZ]
+
+Wired into scl/cli.py by `add_table_parser(sub)` / `add_figure_parser(sub)`; building the
+parsers imports neither pandas nor matplotlib. Exit status 2 (and the reason on stderr)
+for a missing input, which names the file and the command that makes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+TABLES = ("table1", "table2", "table3")
+FIGURES = ("fig3", "fig4", "fig5", "fig6", "curves")
+
+
+def add_table_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "table", help="Table 1, 2 or 3: reproduced numbers beside the paper's (md, csv, tex)",
+        description="Collect finished runs and baselines, average them over seeds and write the table beside "
+                    "the paper's reported numbers as <out>.md, <out>.csv and <out>.tex.",
+    )
+    p.add_argument("name", choices=TABLES)
+    p.add_argument("--runs", default="results/runs", help="training runs (default: results/runs)")
+    p.add_argument("--baselines", default="results/baselines", help="baseline results (default: results/baselines)")
+    p.add_argument("--out", help="output path without suffix (default: results/tables/<name>)")
+    p.add_argument("--datasets", nargs="+", metavar="D",
+                   help="columns, in this order (default: the paper's datasets and every dataset with results)")
+    p.add_argument("--extra-reported", action="append", default=[], metavar="CSV",
+                   help="more published numbers (columns method,dataset,nmi,acc,ari,source) for datasets the "
+                        "paper lacks; scl/reference/fashion_reported.csv is added to Table 1 by itself "
+                        "whenever fashion is a column")
+    p.add_argument("--quiet", action="store_true", help="do not print the markdown")
+    p.set_defaults(func=run_table)
+    return p
+
+
+def run_table(args) -> int:
+    from scl.report import ReportError
+    from scl.report.tables import build_table, render_markdown, write_table
+
+    try:
+        table = build_table(args.name, args.runs, args.baselines, datasets=args.datasets,
+                            extra_reported=args.extra_reported)
+    except ReportError as e:
+        print(f"scl table {args.name}: error: {e}", file=sys.stderr)
+        return 2
+    if not table.datasets:
+        print(f"scl table {args.name}: error: no dataset has a reproduced or reported number"
+              + (f" (asked for {', '.join(args.datasets)})" if args.datasets else ""), file=sys.stderr)
+        return 2
+    if table.dropped:
+        print(f"scl table {args.name}: left out {', '.join(table.dropped)} (no reproduced or reported number)",
+              file=sys.stderr)
+    paths = write_table(table, Path(args.out or f"results/tables/{args.name}"))
+    if not args.quiet:
+        print(render_markdown(table))
+    print(f"scl table {args.name}: wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    return 0
+
+
+def add_figure_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "figure", help="Figure 3, 4, 5, 6 or training curves (PNG)",
+        description="fig3/fig4: ACC bars per dataset over the ablation variants; fig5: UMAP of one run's features "
+                    "(init / trained); fig6: most and least confident images per cluster; curves: log.jsonl of "
+                    "every seed of one dataset/variant.",
+    )
+    p.add_argument("name", choices=FIGURES)
+    p.add_argument("--runs", default="results/runs", help="training runs (default: results/runs)")
+    p.add_argument("--out", help="PNG to write (default: results/figures/<name>.png)")
+    p.add_argument("--dataset", help="fig5, fig6, curves: the dataset (fig3/fig4: only this one)")
+    p.add_argument("--datasets", nargs="+", metavar="D", help="fig3, fig4: these datasets, in this order "
+                   "(default: every dataset with runs of the variants)")
+    p.add_argument("--seed", type=int, default=0, help="fig5, fig6: the run's seed (default: 0)")
+    p.add_argument("--variant", help="fig5, fig6, curves: the run's variant (default: scl)")
+    p.add_argument("--data", help="fig6: the prepared .npz of the run (default: data/prepared/<dataset>.npz)")
+    p.add_argument("--max-points", type=int, default=5000, help="fig5: UMAP at most this many points (default: 5000)")
+    p.set_defaults(func=run_figure)
+    return p
+
+
+def run_figure(args) -> int:
+    from scl.report import ReportError
+    from scl.report.figures import make_figure, save_png
+
+    if args.name in ("fig5", "fig6", "curves") and not args.dataset:
+        print(f"scl figure {args.name}: error: --dataset is required", file=sys.stderr)
+        return 2
+    out = Path(args.out or f"results/figures/{args.name}.png")
+    what = f"{args.name}" + (f" for {args.dataset}" if args.dataset else "")
+    print(f"scl figure: drawing {what} from {args.runs} ...", file=sys.stderr, flush=True)
+    try:
+        png = make_figure(args.name, args.runs, dataset=args.dataset, seed=args.seed, data=args.data,
+                          variant=args.variant, datasets=args.datasets, max_points=args.max_points)
+    except ReportError as e:
+        print(f"scl figure {args.name}: error: {e}", file=sys.stderr)
+        return 2
+    save_png(out, png)
+    print(f"scl figure {args.name}: wrote {out}", file=sys.stderr)
+    return 0
