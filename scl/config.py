@@ -38,6 +38,7 @@ class TrainSettings:
     warmup_epochs: int
     weight_decay: float
     sgd_momentum: float
+    classifier_lr_mult: float
     temperature: float
     ema_momentum: float
     feature_dim: int
@@ -50,12 +51,16 @@ class TrainSettings:
     reweight_s0: float
     balance_loss: bool
     split_small: bool
+    refill_memory: bool
     min_cluster_ratio: float
     eval_batch_size: int
     eval_every: int
     save_features: bool
     device: str
     threads: int
+    amp: str = "off"
+    channels_last: bool = False
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,8 @@ def resolve(params: dict, dataset: str, variant: str = "scl", seed: int = 0, ove
         raise ConfigError(f"unknown variant {variant!r}; params.yaml defines: {', '.join(params['variants'])}")
     ds = params["datasets"][dataset]
     merged = {**params["train"], **ds.get("train", {}), **params["variants"][variant], **(overrides or {})}
+    if merged.get("amp") is False:  # YAML 1.1 reads an unquoted `off` as false
+        merged["amp"] = "off"
     # overrides bypass the file's schema: check the merged block against the same schema
     train_schema = {"$defs": load_schema()["$defs"], "$ref": "#/$defs/train"}
     errors = list(jsonschema.Draft202012Validator(train_schema).iter_errors(merged))

@@ -65,6 +65,28 @@ class SemanticMemory(nn.Module):
         self.valid[labels, slot] = True
         self.ptr.copy_((self.ptr + counts) % self.bank_size)
 
+    @torch.no_grad()
+    def refill(self, keys: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """Rebuild every bank from the members of its cluster (after a pseudo-label refresh).
+
+        Bank c receives B keys drawn from the samples labelled c (without replacement when
+        it has at least B members, else with replacement, so every bank of a non-empty
+        cluster is full and eq. 3 compares banks of equal size). A bank whose cluster is
+        empty keeps its keys. Runs once per epoch: the loop is over banks, not samples.
+        """
+        labels = labels.to(torch.long).cpu()
+        for c in range(self.num_clusters):
+            members = torch.nonzero(labels == c).flatten()
+            if len(members) == 0:
+                continue
+            if len(members) >= self.bank_size:
+                pick = members[torch.randperm(len(members), generator=generator)[: self.bank_size]]
+            else:
+                pick = members[torch.randint(len(members), (self.bank_size,), generator=generator)]
+            self.keys[c] = keys[pick.to(keys.device)].to(self.keys.device, self.keys.dtype)
+            self.valid[c] = True
+        self.ptr.zero_()
+
     def fifo(self, cluster: int) -> torch.Tensor:
         """Valid keys of one bank, oldest first (for tests and inspection)."""
         order = (self.ptr[cluster] + torch.arange(self.bank_size, device=self.ptr.device)) % self.bank_size

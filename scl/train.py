@@ -12,10 +12,15 @@ Run folder (see docs/ARCHITECTURE.md):
 Determinism: every epoch draws its batch order and augmentations from a generator
 seeded by (seed, epoch), so a resumed run replays exactly what an uninterrupted run
 would have done; on the CPU the two give identical results.
+
+Fast path (docs/ARCHITECTURE.md, "Fast path"): `amp` (bf16 / fp16 autocast of the
+encoders; fp16 with a GradScaler), `channels_last` and `compile` are execution settings.
+With all three off the loop is the plain float32 one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -38,8 +43,10 @@ from scl.schedules import lr_schedule
 
 log = logging.getLogger("scl.train")
 
-# settings that may change between an interrupted run and its resumption
-RESUMABLE_CHANGES = {"device", "threads", "eval_batch_size"}
+# settings that may change between an interrupted run and its resumption: how the
+# computation runs, not what it computes. amp / channels_last / compile change the
+# numerics slightly (rounding), as a change of device does; the method is the same.
+RESUMABLE_CHANGES = {"device", "threads", "eval_batch_size", "amp", "channels_last", "compile"}
 KMEANS_EVERY_EPOCH_MAX_N = 20_000  # per-epoch K-means scoring only where it is cheap
 
 
@@ -55,6 +62,49 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of the `amp` setting on `device` (None: off), or a clear error."""
+    if amp in ("off", False, None):
+        return None
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise TrainingError(f"amp=fp16 needs a CUDA device (it trains with a GradScaler); this run is on "
+                                f"{device}: use amp=bf16 or amp=off")
+        return torch.float16
+    if amp == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise TrainingError(f"amp=bf16: {torch.cuda.get_device_name(device)} does not support bfloat16; "
+                                "use amp=fp16 or amp=off")
+        if device.type not in ("cuda", "cpu"):
+            raise TrainingError(f"amp=bf16 is supported on cuda and cpu, not {device}; use amp=off")
+        return torch.bfloat16
+    raise TrainingError(f"unknown amp setting {amp!r}; use off, bf16 or fp16")
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """torch.autocast for `dtype`, or no context at all when it is None (the plain path)."""
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def is_compile_error(e: BaseException) -> bool:
+    """An error raised by torch.compile's machinery (dynamo / inductor), not by the model."""
+    mod = type(e).__module__ or ""
+    return mod.startswith(("torch._dynamo", "torch._inductor")) or "BackendCompilerFailed" in type(e).__name__
+
+
+@contextlib.contextmanager
+def explain_compile_errors(enabled: bool):
+    """Turn a torch.compile failure into a TrainingError that names the setting."""
+    try:
+        yield
+    except Exception as e:
+        if enabled and is_compile_error(e):
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise TrainingError(f"torch.compile of the encoders failed ({type(e).__name__}: {first[:300]}); "
+                                "set compile: false (--set compile=false)") from e
+        raise
+
+
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
@@ -68,13 +118,19 @@ def _comparable(settings: RunSettings) -> dict:
 
 
 @torch.no_grad()
-def infer_all(model: SCLModel, images: torch.Tensor, eval_tf, batch_size: int) -> dict[str, np.ndarray]:
-    """Query-encoder outputs for every (un-augmented) image, in large no-grad batches."""
+def infer_all(model: SCLModel, images: torch.Tensor, eval_tf, batch_size: int,
+              amp: torch.dtype | None = None, channels_last: bool = False) -> dict[str, np.ndarray]:
+    """Query-encoder outputs for every (un-augmented) image, in large no-grad batches
+    (autocast to `amp` and channels_last batches as in training, when set)."""
     was_training = model.training
     model.eval()
     chunks: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(images), batch_size):
-        out = model.infer(eval_tf(images[start : start + batch_size]))
+        x = eval_tf(images[start : start + batch_size])
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(x.device, amp):
+            out = model.infer(x)
         for k, v in out.items():
             chunks.setdefault(k, []).append(v.float().cpu())
     model.train(was_training)
@@ -120,8 +176,18 @@ class Trainer:
             ),
             generator=torch.Generator().manual_seed(settings.seed),
         ).to(self.device)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt = torch.optim.SGD(params, lr=self.t.lr, momentum=self.t.sgd_momentum, weight_decay=self.t.weight_decay)
+        self.amp = amp_dtype(self.t.amp, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.amp == torch.float16 else None
+        if self.t.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if self.t.compile:
+            self.model.compile_encoders()
+        head_ids = {id(p) for p in self.model.classifiers.parameters()}
+        encoder = [p for p in self.model.parameters() if p.requires_grad and id(p) not in head_ids]
+        groups = [{"params": encoder, "lr_mult": 1.0}]
+        if head_ids:  # the classifiers f_phi may learn faster than the encoder (classifier_lr_mult)
+            groups.append({"params": list(self.model.classifiers.parameters()), "lr_mult": self.t.classifier_lr_mult})
+        self.opt = torch.optim.SGD(groups, lr=self.t.lr, momentum=self.t.sgd_momentum, weight_decay=self.t.weight_decay)
         self.steps_per_epoch = self.n // self.t.batch_size  # drop_last, as MoCo
         self.lrs = lr_schedule(self.t.lr, self.t.epochs, self.steps_per_epoch, self.t.lr_schedule, self.t.warmup_epochs)
 
@@ -131,6 +197,9 @@ class Trainer:
         self.change_counts = np.full(self.n, float(self.t.reweight_s0), np.float32)
         self.records: list[dict] = []
         self.epoch = 0  # epochs completed
+
+    def _infer_all(self) -> dict[str, np.ndarray]:
+        return infer_all(self.model, self.images, self.eval_tf, self.t.eval_batch_size, self.amp, self.t.channels_last)
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -149,6 +218,7 @@ class Trainer:
                 "class_weights": self.class_weights,
                 "change_counts": self.change_counts,
                 "records": self.records,
+                **({} if self.scaler is None else {"scaler": self.scaler.state_dict()}),
             },
         )
         write_jsonl(self.out / "log.jsonl", self.records)
@@ -171,6 +241,8 @@ class Trainer:
         self.opt.load_state_dict(ck["optimizer"])
         self.pseudo, self.class_weights = ck["pseudo"], ck["class_weights"]
         self.change_counts, self.records, self.epoch = ck["change_counts"], ck["records"], ck["epoch"]
+        if self.scaler is not None and ck.get("scaler"):
+            self.scaler.load_state_dict(ck["scaler"])
         write_jsonl(self.out / "log.jsonl", self.records)  # drop lines of any unfinished epoch
         log.info("resuming %s from epoch %d/%d", self.out, self.epoch, self.t.epochs)
         return True
@@ -190,11 +262,14 @@ class Trainer:
             idx = perm[step * t.batch_size : (step + 1) * t.batch_size].to(dev)
             batch = self.images[idx]  # B x C x H x W uint8
             x_q, x_k = self.augment(batch, gen), self.augment(batch, gen)
+            if t.channels_last:
+                x_q, x_k = x_q.contiguous(memory_format=torch.channels_last), x_k.contiguous(memory_format=torch.channels_last)
             labels = {k: v[idx] for k, v in pseudo.items()}
             lr = float(self.lrs[self.epoch * self.steps_per_epoch + step])
             for g in self.opt.param_groups:
-                g["lr"] = lr
-            loss, terms, keys = self.model.training_step(x_q, x_k, labels, None if counts is None else counts[idx], weights)
+                g["lr"] = lr * g["lr_mult"]
+            with autocast(dev, self.amp):
+                loss, terms, keys = self.model.training_step(x_q, x_k, labels, None if counts is None else counts[idx], weights)
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"non-finite loss at epoch {self.epoch + 1}, step {step + 1}: "
@@ -202,8 +277,13 @@ class Trainer:
                     + f"; lower lr (now {t.lr}) or raise temperature (now {t.temperature})"
                 )
             self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
+            if self.scaler is None:
+                loss.backward()
+                self.opt.step()
+            else:  # fp16: scaled loss; steps with inf/nan gradients are skipped
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.opt)
+                self.scaler.update()
             self.model.momentum_update()
             self.model.enqueue(keys, labels)
             sums["loss"] = sums.get("loss", 0.0) + loss.item()
@@ -221,7 +301,7 @@ class Trainer:
     def _end_of_epoch(self, rec: dict) -> dict[str, np.ndarray]:
         """Eq. 5 refresh, ODC guards, eq. 6 counts; scores the target task if labels exist."""
         t = self.t
-        outs = infer_all(self.model, self.images, self.eval_tf, t.eval_batch_size)
+        outs = self._infer_all()
         evaluate_now = self.labels_true is not None and t.eval_every and (
             (self.epoch + 1) % t.eval_every == 0 or self.epoch + 1 == t.epochs
         )
@@ -239,6 +319,11 @@ class Trainer:
                 self.change_counts = pl.update_change_counts(self.change_counts, old, new)
             self.pseudo[task] = new
             self.class_weights[task] = pl.balanced_class_weights(new, c)
+            if t.refill_memory:
+                # our addition (not in the paper): make the memory agree with the refreshed
+                # labels at once, so a cluster re-seeded by the ODC guard holds from the next step
+                feats = torch.from_numpy(outs[f"feat_{task}"])
+                self.model.memories[task].refill(feats, torch.from_numpy(new), epoch_generator(self.s.seed, self.epoch))
             if evaluate_now:
                 m = evaluate(self.labels_true, raw)
                 suffix = "" if task == "target" else f"_{task}"
@@ -256,9 +341,13 @@ class Trainer:
     # ------------------------------------------------------------------ the run
     def run(self, stop_after_epoch: int | None = None) -> dict | None:
         """Train to the end (or to `stop_after_epoch`, for tests). Returns final metrics."""
+        with explain_compile_errors(self.t.compile):
+            return self._run(stop_after_epoch)
+
+    def _run(self, stop_after_epoch: int | None) -> dict | None:
         self.out.mkdir(parents=True, exist_ok=True)
         if not self.try_resume() and self.t.save_features:
-            init = infer_all(self.model, self.images, self.eval_tf, self.t.eval_batch_size)
+            init = self._infer_all()
             atomic_savez(self.out / "features_init.npz", **_features(init), labels=self._labels_or_empty())
         started = time.perf_counter()
         total = self.t.epochs * self.steps_per_epoch
@@ -286,7 +375,7 @@ class Trainer:
             if bar is not None:
                 bar.close()
         if outs is None:  # resumed a run whose every epoch was done, but not its outputs
-            outs = infer_all(self.model, self.images, self.eval_tf, self.t.eval_batch_size)
+            outs = self._infer_all()
         return self._finish(outs, time.perf_counter() - started)
 
     def _labels_or_empty(self) -> np.ndarray:

@@ -63,9 +63,11 @@ def test_real_params_dataset_and_variant_layers():
     run = resolve(params, "digits", "moco", seed=3)
     assert run.seed == 3
     assert run.dataset.num_classes == 10 and run.dataset.image_size == 8 and run.dataset.channels == 1
-    assert run.train.backbone == "small_cnn" and run.train.epochs == 100  # from datasets.digits.train
+    digits_block = params["datasets"]["digits"]["train"]
+    assert run.train.backbone == "small_cnn" == digits_block["backbone"]  # from datasets.digits.train
+    assert run.train.epochs == digits_block["epochs"] != params["train"]["epochs"]
     assert run.train.tasks == ("instance",) and run.train.reweight is False  # from variants.moco
-    assert run.train.lr == 0.05
+    assert run.train.lr == digits_block["lr"]
     d = run.to_dict()
     assert d["train"]["tasks"] == ("instance",) and d["dataset"]["name"] == "digits"
 

@@ -251,3 +251,22 @@ def test_memory_lives_in_state_dict():
     fresh = SemanticMemory(2, 3, 4, init="empty")
     fresh.load_state_dict(sd)
     assert fresh.fifo(1).tolist() == m.fifo(1).tolist() and torch.equal(fresh.ptr, m.ptr)
+
+
+def test_refill_rebuilds_each_bank_from_its_cluster_members():
+    gen = torch.Generator().manual_seed(0)
+    m = SemanticMemory(3, 4, 2, init="random", generator=gen)
+    old_bank2 = m.keys[2].clone()
+    # cluster 0: 6 members (>= B, drawn without replacement), cluster 1: 2 members (with
+    # replacement, bank still full), cluster 2: no member (bank kept as it was)
+    feats = torch.nn.functional.normalize(torch.randn(8, 2, generator=gen), dim=1)
+    labels = torch.tensor([0, 0, 0, 1, 0, 1, 0, 0])
+    m.ptr.fill_(3)
+    m.refill(feats, labels, torch.Generator().manual_seed(1))
+    rows = {tuple(r.tolist()) for r in feats[labels == 0]}
+    bank0 = [tuple(r.tolist()) for r in m.keys[0]]
+    assert set(bank0) <= rows and len(set(bank0)) == 4  # distinct members of cluster 0
+    bank1 = {tuple(r.tolist()) for r in m.keys[1]}
+    assert bank1 <= {tuple(r.tolist()) for r in feats[labels == 1]}
+    assert torch.equal(m.keys[2], old_bank2)
+    assert m.valid.all() and (m.ptr == 0).all()
