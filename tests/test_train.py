@@ -153,3 +153,13 @@ def test_unknown_dataset_is_a_clear_error(tmp_path):
 def test_missing_data_file_names_the_fix(tmp_path):
     r = _cli("train", "--dataset", "cifar10", "--data", str(tmp_path / "none.npz"), "--out", str(tmp_path / "run"))
     assert r.returncode == 2 and "scl prepare" in r.stderr
+
+
+def test_classifiers_get_their_own_learning_rate(params, digits_npz, tmp_path):
+    tr = Trainer(_settings(params, epochs=1, classifier_lr_mult=10.0), load_prepared(digits_npz), tmp_path, progress=False)
+    encoder_group, head_group = tr.opt.param_groups
+    head_params = {id(p) for p in tr.model.classifiers.parameters()}
+    assert {id(p) for p in head_group["params"]} == head_params
+    assert not head_params & {id(p) for p in encoder_group["params"]}
+    tr.run()
+    assert head_group["lr"] == pytest.approx(10.0 * encoder_group["lr"])
