@@ -42,7 +42,7 @@ def _read_metrics(path: Path) -> dict:
         raise ReportError(f"{path} is unreadable ({e}); delete it and run the command that made it again") from e
 
 
-def _scan(root, key: str) -> list[tuple[str, str, int, Path]]:
+def _scan(root) -> list[tuple[str, str, int, Path]]:
     root = Path(root)
     if not root.is_dir():
         return []
@@ -64,7 +64,7 @@ def _frame(rows: list[dict], key: str, extra: tuple[str, ...]) -> pd.DataFrame:
     rest = [c for c in df.columns if c not in columns]
     df = df[columns + sorted(rest)]
     if len(df):
-        df = df.sort_values(["dataset", key, "seed"], key=None).reset_index(drop=True)
+        df = df.sort_values(["dataset", key, "seed"]).reset_index(drop=True)
     return df
 
 
@@ -72,7 +72,7 @@ def collect_runs(runs_dir) -> pd.DataFrame:
     """One row per finished training run: dataset, variant, seed, acc, nmi, ari, and per
     task `<metric>_<task>` (e.g. acc_under), epochs, train_time_s, assignment, n."""
     rows = []
-    for dataset, variant, seed, path in _scan(runs_dir, "variant"):
+    for dataset, variant, seed, path in _scan(runs_dir):
         m = _read_metrics(path)
         row = {"dataset": dataset, "variant": variant, "seed": seed, "path": str(path.parent)}
         for k in METRICS:
@@ -91,7 +91,7 @@ def collect_runs(runs_dir) -> pd.DataFrame:
 def collect_baselines(baselines_dir) -> pd.DataFrame:
     """One row per baseline result: dataset, method, seed, acc, nmi, ari, n, subsample, time_s."""
     rows = []
-    for dataset, method, seed, path in _scan(baselines_dir, "method"):
+    for dataset, method, seed, path in _scan(baselines_dir):
         m = _read_metrics(path)
         row = {"dataset": dataset, "method": method, "seed": seed, "path": str(path.parent)}
         for k in METRICS:

@@ -244,8 +244,7 @@ def figure6(runs_dir, dataset: str | None, seed: int = 0, data=None, variant: st
         for i, slot in slots:
             x0 = slot * (w + gap)
             canvas[:, x0 : x0 + w] = _tile(images[i])
-        cm = plt.get_cmap("gray").copy()
-        cm.set_bad("white")
+        cm = plt.get_cmap("gray").with_extremes(bad="white")
         ax.imshow(np.ma.masked_invalid(canvas) if grey else canvas, cmap=cm if grey else None, vmin=0, vmax=1,
                   interpolation="nearest")
         cls = mapping.get(int(c), -1)

@@ -27,7 +27,7 @@ import pandas as pd
 from scl.io import atomic_write_text
 from scl.report import ReportError
 from scl.report.collect import (
-    METRICS, PAPER_DATASETS, collect_baselines, collect_runs, order_datasets, reported, summarise,
+    METRICS, collect_baselines, collect_runs, order_datasets, reported, summarise,
 )
 
 PAPER = "Huang & Gong, BMVC 2022"

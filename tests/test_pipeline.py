@@ -1,0 +1,217 @@
+"""The Snakemake + DVC pipeline, end to end, in temporary copies of the repository.
+
+1. smoke: the `smoke` experiment set (digits, 2 epochs) through every target; then nothing
+   is left to do, and one ablation target reruns only its own table.
+2. bad params: Snakemake stops before any job with a message naming the problem.
+3. DVC: push to a temporary local remote, clone, `dvc pull`, restore the timestamps:
+   Snakemake finds nothing to retrain.
+
+Uses the snakemake and dvc of this interpreter's environment (the project's .venv).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SNAKEMAKE = BIN / "snakemake"
+DVC = BIN / "dvc"
+SMOKE = ["--config", "experiment_set=smoke"]
+# what a clone of the repository holds of the workflow (scl/ for the schema the workflow validates with)
+WORKFLOW_FILES = ["Snakefile", "params.yaml", "workflow", "profiles", "scl", "dvc.yaml", ".dvc/config",
+                  ".dvc/.gitignore", ".dvcignore", ".gitignore"]
+
+pytestmark = pytest.mark.skipif(not (SNAKEMAKE.exists() and DVC.exists()),
+                                reason="snakemake/dvc not installed in this environment (make setup)")
+
+
+def _env() -> dict:
+    env = os.environ.copy()
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "pipeline test"
+    env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "pipeline-test@example.invalid"
+    env.pop("SNAKEMAKE_PROFILE", None)
+    return env
+
+
+def run(cwd: Path, *cmd, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    p = subprocess.run([str(c) for c in cmd], cwd=cwd, env=_env(), capture_output=True, text=True,
+                       timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))} failed ({p.returncode}):\n{p.stdout[-4000:]}\n"
+                             f"{p.stderr[-4000:]}")
+    return p
+
+
+def copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        if src.is_symlink():
+            (dest / name).symlink_to(os.readlink(src))
+        elif src.is_dir():
+            shutil.copytree(src, dest / name, symlinks=True, ignore=ignore)
+        else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def set_params(repo: Path, edit) -> None:
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    edit(params)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def nothing_to_do(repo: Path, *args) -> bool:
+    p = run(repo, SNAKEMAKE, "-n", *args)
+    return "Nothing to be done" in p.stdout + p.stderr
+
+
+# ------------------------------------------------------------------ the smoke set, once
+
+
+@pytest.fixture(scope="module")
+def smoke_repo(tmp_path_factory) -> Path:
+    """A git repository with the workflow committed and the smoke set run through `all`."""
+    repo = copy_workflow(tmp_path_factory.mktemp("pipeline") / "repo")
+    # DVC reads params.yaml (not --config): name the smoke set there too, so dvc.lock agrees
+    text = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(text.replace("\nexperiment_set: digits", "\nexperiment_set: smoke", 1))
+    run(repo, "git", "init", "-q")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "workflow")
+    run(repo, SNAKEMAKE, "--cores", "2", "all", *SMOKE, timeout=1200)
+    return repo
+
+
+@pytest.mark.slow
+def test_smoke_set_makes_every_table_and_figure(smoke_repo):
+    repo = smoke_repo
+    for table in ("table1", "table2", "table3"):
+        for ext in ("md", "csv", "tex"):
+            assert (repo / "results" / "tables" / f"{table}.{ext}").stat().st_size > 0
+    for fig in ("fig3", "fig4", "fig5_digits", "fig6_digits", "curves_digits"):
+        assert (repo / "results" / "figures" / f"{fig}.png").stat().st_size > 0
+    runs = repo / "results" / "runs" / "digits"
+    for variant, seeds in {"scl": (0, 1), "moco": (0, 1), "no_reweight": (0,), "no_cross_cluster": (0,),
+                           "no_online_cd": (0,), "target_only": (0,), "under_only": (0,),
+                           "instance_only": (0,)}.items():
+        for seed in seeds:
+            run_dir = runs / variant / f"seed{seed}"
+            for name in ("metrics.json", "log.jsonl", "checkpoint.pt", "assignments.npz", "features.npz"):
+                assert (run_dir / name).exists(), run_dir / name
+            assert (repo / "logs" / "train" / "digits" / variant / f"seed{seed}.log").exists()
+            assert (repo / "benchmarks" / "train" / "digits" / variant / f"seed{seed}.tsv").exists()
+    for method in ("kmeans", "spectral", "agglomerative", "nmf"):
+        assert (repo / "results" / "baselines" / "digits" / method / "seed0" / "metrics.json").exists()
+    assert (repo / "results" / "metrics" / "runs" / "digits" / "scl" / "mean.json").exists()
+    assert (repo / "results" / "plots" / "digits" / "scl" / "seed0.csv").exists()
+
+    # everything is up to date, by the default target and by name
+    assert nothing_to_do(repo, *SMOKE)
+    assert nothing_to_do(repo, "all", *SMOKE)
+
+    # one ablation target redoes only what it needs: its table, no training
+    for ext in ("md", "csv", "tex"):
+        (repo / "results" / "tables" / f"table3.{ext}").unlink()
+    p = run(repo, SNAKEMAKE, "-n", "ablation_table3", *SMOKE)
+    assert "table " in p.stdout and "train " not in p.stdout, p.stdout
+    run(repo, SNAKEMAKE, "--cores", "2", "ablation_table3", *SMOKE)
+    assert nothing_to_do(repo, "all", *SMOKE)
+
+    # the HTML report holds the tables and figures
+    run(repo, SNAKEMAKE, "--report", "results/report.html", *SMOKE)
+    html = (repo / "results" / "report.html").read_text(errors="replace")
+    assert "fig3.png" in html and "table1.csv" in html
+
+
+@pytest.mark.slow
+def test_dvc_push_clone_pull_finds_nothing_to_retrain(smoke_repo, tmp_path):
+    repo, remote, clone = smoke_repo, tmp_path / "remote", tmp_path / "clone"
+    # record the outputs in dvc.lock + cache, commit the small results to git, push the large ones
+    run(repo, DVC, "commit", "-f", "-q")
+    assert "up to date" in run(repo, DVC, "status").stdout
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "smoke results")
+    assert (repo / "results" / ".gitignore").read_text().strip() == "/runs"
+    tracked = run(repo, "git", "ls-files").stdout.split()
+    assert "dvc.lock" in tracked and "results/tables/table1.md" in tracked
+    assert not any(f.endswith((".pt", ".npz")) for f in tracked)
+    run(repo, DVC, "remote", "modify", "--local", "local", "url", remote)
+    run(repo, DVC, "push", "-q")
+
+    run(tmp_path, "git", "clone", "-q", repo, clone)
+    assert not (clone / "data" / "prepared" / "digits.npz").exists()
+    run(clone, DVC, "remote", "modify", "--local", "local", "url", remote)
+    run(clone, DVC, "pull", "-q")
+    for path in ("data/prepared/digits.npz", "results/runs/digits/scl/seed0/checkpoint.pt",
+                 "results/runs/digits/scl/seed1/features.npz", "results/runs/digits/moco/seed0/metrics.json",
+                 "results/runs/digits/no_reweight/seed0/assignments.npz"):
+        assert (clone / path).exists(), path
+    assert "up to date" in run(clone, DVC, "status").stdout
+
+    p = run(clone, "workflow/scripts/restore-timestamps.sh", *SMOKE)
+    assert "nothing to rerun" in p.stdout, p.stdout + p.stderr
+    assert nothing_to_do(clone, "all", *SMOKE)
+    assert nothing_to_do(clone, *SMOKE)
+
+    # the numbers are there for DVC too
+    metrics = run(clone, DVC, "metrics", "show", "--md").stdout
+    assert "results/metrics/runs/digits/scl/seed0.json" in metrics
+    assert "results/metrics/baselines/digits/kmeans/seed0.json" in metrics
+
+
+# ------------------------------------------------------------------ bad settings
+
+
+def _unknown_key(p):
+    p["train"]["epoch"] = 3
+
+
+def _wrong_type(p):
+    p["train"]["lr"] = "fast"
+
+
+def _unknown_dataset(p):
+    p["experiment_sets"]["smoke"]["datasets"] = ["digits", "mnist"]
+
+
+def _negative_epochs(p):
+    p["experiment_sets"]["smoke"]["train"]["epochs"] = -1
+
+
+def _unknown_variant_of_ablation(p):
+    del p["variants"]["no_reweight"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_unknown_key, "epoch"),
+    (_wrong_type, "fast"),
+    (_unknown_dataset, "unknown dataset 'mnist'"),
+    (_negative_epochs, "-1"),
+    (_unknown_variant_of_ablation, "no_reweight"),
+    (None, "experiment_set 'nope' is not defined"),
+], ids=["unknown-key", "wrong-type", "unknown-dataset", "negative-epochs", "missing-variant", "unknown-set"])
+def test_bad_params_stop_before_any_job(tmp_path, edit, message):
+    repo = copy_workflow(tmp_path / "repo")
+    config = SMOKE
+    if edit is None:
+        config = ["--config", "experiment_set=nope"]
+    else:
+        set_params(repo, edit)
+    p = run(repo, SNAKEMAKE, "--cores", "1", "all", *config, check=False, timeout=120)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0, out
+    assert message in out, out
+    for made in ("results", "data", "logs", "benchmarks"):
+        assert not (repo / made).exists(), f"{made}/ was created:\n{out}"

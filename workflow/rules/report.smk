@@ -1,0 +1,100 @@
+# Tables, figures and the metrics summary, from the finished runs and baselines.
+# Each is registered with report() so that `snakemake --report results/report.html`
+# gives one HTML file with every table and figure (captions: workflow/report/*.rst).
+
+
+rule table:
+    input:
+        table_inputs,
+    output:
+        md="results/tables/{table}.md",
+        csv=report(
+            "results/tables/{table}.csv",
+            caption="../report/table.rst",
+            category="Tables",
+            labels={"table": "{table}"},
+        ),
+        tex="results/tables/{table}.tex",
+    params:
+        args=table_args,
+        prefix=lambda wildcards, output: output.md.removesuffix(".md"),
+    wildcard_constraints:
+        table="table1|table2|table3",
+    log:
+        "logs/report/{table}.log",
+    conda:
+        "../envs/scl.yaml"
+    shell:
+        """
+        scl table {wildcards.table} --runs results/runs --baselines results/baselines \
+            --out {params.prefix} {params.args} > {log} 2>&1
+        """
+
+
+rule figure_ablation:
+    input:
+        lambda wildcards: product_runs(wildcards.figure),
+    output:
+        png=report(
+            "results/figures/{figure}.png",
+            caption="../report/figure.rst",
+            category="Figures",
+            labels={"figure": "{figure}", "dataset": "ablation datasets"},
+        ),
+    params:
+        datasets=lambda wildcards: " ".join(product_datasets(wildcards.figure)),
+    wildcard_constraints:
+        figure="fig3|fig4",
+    log:
+        "logs/report/{figure}.log",
+    conda:
+        "../envs/scl.yaml"
+    shell:
+        """
+        scl figure {wildcards.figure} --runs results/runs --out {output.png} --datasets {params.datasets} \
+            > {log} 2>&1
+        """
+
+
+rule figure_dataset:
+    input:
+        runs=figure_runs,
+        data="data/prepared/{dataset}.npz",
+    output:
+        png=report(
+            "results/figures/{figure}_{dataset}.png",
+            caption="../report/figure.rst",
+            category="Figures",
+            labels={"figure": "{figure}", "dataset": "{dataset}"},
+        ),
+    params:
+        seed=figure_seed(),
+    wildcard_constraints:
+        figure="fig5|fig6|curves",
+    log:
+        "logs/report/{figure}_{dataset}.log",
+    conda:
+        "../envs/scl.yaml"
+    shell:
+        """
+        scl figure {wildcards.figure} --runs results/runs --out {output.png} --dataset {wildcards.dataset} \
+            --seed {params.seed} --data {input.data} > {log} 2>&1
+        """
+
+
+rule metrics_summary:
+    input:
+        runs=set_runs(),
+        baselines=set_baselines(),
+    output:
+        summary="results/metrics_summary.json",
+        metrics=directory("results/metrics"),
+        plots=directory("results/plots"),
+    params:
+        experiment_set=SET_NAME,
+    log:
+        "logs/report/metrics_summary.log",
+    conda:
+        "../envs/scl.yaml"
+    script:
+        "../scripts/metrics_summary.py"
