@@ -12,9 +12,12 @@ every image of the batch gets the same crop, the same flip and the same colour j
 That silently removes most of the augmentation diversity contrastive learning relies on.
 
 This module draws independent parameters for every sample and applies them all at once
-with batched tensor operations -- one ``affine_grid`` + ``grid_sample`` for the geometry,
-broadcasting for the photometric transforms, grouped convolutions for the per-sample
-Gaussian blur -- with no Python loop over samples, on whatever device the batch is on.
+with batched tensor operations -- one sampling grid (``F.affine_grid``'s, built by
+broadcasting) + ``grid_sample`` for the geometry, broadcasting and row subsets for the
+photometric transforms, grouped convolutions for the per-sample Gaussian blur -- with no
+Python loop over samples, on whatever device the batch is on. Intermediate images are
+updated in place where possible: on a CPU, touching fresh large buffers (page faults)
+can cost as much as the arithmetic.
 
 Determinism
 -----------
@@ -58,9 +61,15 @@ Departures from torchvision / MoCo v2 semantics (deliberate and small)
   every later step (colour, grayscale, a symmetric blur with reflect padding) commutes
   with a flip, so this is exact.
 * ColorJitter's random order of the four factors is kept *per sample* (torchvision draws
-  one order per call). To stay vectorised, each of the four stages evaluates all four
-  operations on the whole batch and keeps, per sample, the one that sample's order
-  selects: four times the arithmetic of a fixed order, cheap next to the network.
+  one order per call). Stage k applies, to the rows (samples) whose order puts operation
+  j k-th, operation j: an ``index_select`` of those rows, the operation, an
+  ``index_copy_`` back -- the arithmetic of a fixed order, with no loop over samples (the
+  row indices come from the CPU parameters, moved in one transfer). Evaluating all four
+  operations on the whole batch at every stage and selecting per sample, as this module
+  first did, cost 4x the arithmetic: on a 2-core CPU at 32 x 32, batch 64, 2.7k
+  samples/s against 12k now (8k with a fixed order then; a fixed order gains nothing now).
+* Hue uses a closed form of RGB -> HSV -> RGB (one modulo, no saturation division);
+  equal to torchvision's adjust_hue up to float rounding (tested).
 * The Gaussian blur kernel is torchvision's (odd size ~10% of the image, reflect
   padding, sigma uniform in (0.1, 2)) rather than PIL's ``GaussianBlur(radius)`` that the
   MoCo v2 code uses; MoCo v2 only blurs large images, hence the ``image_size >= 64`` rule.
@@ -190,6 +199,8 @@ def get_recipe(name: str) -> Recipe:
 # --------------------------------------------------------------------------------------
 # Photometric operations on float batches in [0, 1]; `factor` has one value per sample.
 # Formulas follow torchvision.transforms.v2.functional so results match it (tested).
+# They work IN PLACE on `img`, a buffer the caller owns (BatchAugment.apply only passes
+# its own intermediate images), and return it: fewer fresh buffers per batch.
 # --------------------------------------------------------------------------------------
 
 
@@ -198,64 +209,61 @@ def _per_sample(factor: Tensor) -> Tensor:
 
 
 def _luminance(img: Tensor) -> Tensor:
-    """B x 1 x H x W grayscale; one-channel input is returned as is."""
+    """B x 1 x H x W grayscale (a new tensor); one-channel input is returned as is."""
     if img.shape[1] == 1:
         return img
     r, g, b = img.unbind(1)
     return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(1)
 
 
-def _blend(img: Tensor, other: Tensor | float, factor: Tensor) -> Tensor:
+def _blend_(img: Tensor, other: Tensor | None, factor: Tensor) -> Tensor:
+    """f * img + (1 - f) * other, clamped to [0, 1], in place; other=None means 0.
+    `other` (B x 1 x ...) is a scratch tensor: it is overwritten."""
     f = _per_sample(factor)
-    return (f * img + (1.0 - f) * other).clamp(0.0, 1.0)
+    img.mul_(f)
+    if other is not None:
+        img.add_(other.mul_(1.0 - f))
+    return img.clamp_(0.0, 1.0)
 
 
 def _adjust_brightness(img: Tensor, factor: Tensor) -> Tensor:
-    return _blend(img, 0.0, factor)
+    return _blend_(img, None, factor)
 
 
 def _adjust_contrast(img: Tensor, factor: Tensor) -> Tensor:
     mean = _luminance(img).mean(dim=(1, 2, 3), keepdim=True)
-    return _blend(img, mean, factor)
+    return _blend_(img, mean, factor)
 
 
 def _adjust_saturation(img: Tensor, factor: Tensor) -> Tensor:
-    return _blend(img, _luminance(img), factor)
+    gray = _luminance(img)
+    return _blend_(img, gray if gray is not img else gray.clone(), factor)
 
 
 def _shift_brightness(img: Tensor, shift: Tensor) -> Tensor:
-    return (img + _per_sample(shift)).clamp(0.0, 1.0)
-
-
-def _rgb_to_hsv(img: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    r, g, b = img.unbind(1)
-    maxc = img.amax(dim=1)
-    minc = img.amin(dim=1)
-    delta = maxc - minc
-    gray = delta == 0  # hue undefined: any value works since saturation is 0
-    ones = torch.ones_like(maxc)
-    s = delta / torch.where(gray, ones, maxc)
-    d = torch.where(gray, ones, delta)
-    rc, gc, bc = (maxc - r) / d, (maxc - g) / d, (maxc - b) / d
-    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
-    h = torch.fmod(h / 6.0 + 1.0, 1.0)
-    return h, s, maxc
-
-
-def _hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
-    # Closed form of the six-sector HSV -> RGB map: channel n in (5, 3, 1) for (R, G, B)
-    # is v - v s clamp(min(k, 4 - k), 0, 1) with k = (n + 6h) mod 6. Branch-free.
-    n = torch.arange(5.0, 0.0, -2.0, dtype=h.dtype, device=h.device).view(1, 3, 1, 1)  # 5, 3, 1
-    k = torch.remainder(n + 6.0 * h.unsqueeze(1), 6.0)
-    c = torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
-    v, s = v.unsqueeze(1), s.unsqueeze(1)
-    return v - v * s * c
+    return img.add_(_per_sample(shift)).clamp_(0.0, 1.0)
 
 
 def _adjust_hue(img: Tensor, factor: Tensor) -> Tensor:
-    h, s, v = _rgb_to_hsv(img)
-    h = torch.remainder(h + factor.view(-1, 1, 1), 1.0)
-    return _hsv_to_rgb(h, s, v)
+    """torchvision's adjust_hue (RGB -> HSV, shift H, HSV -> RGB) in closed form.
+
+    With v = max, delta = max - min and the hue in sextants h6 (one unit = 60 deg), the
+    HSV -> RGB map gives channel n in (5, 3, 1) for (R, G, B) as
+    v - delta * clamp(min(k, 4 - k), 0, 1) with k = (n + h6 + 6 * factor) mod 6
+    (v * s = delta). Branch-free, one modulo, no division for s; gray pixels (delta = 0)
+    keep their value whatever their hue."""
+    r, g, b = img.unbind(1)
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    delta = maxc - torch.minimum(torch.minimum(r, g), b)
+    inv = torch.where(delta == 0, 1.0, delta).reciprocal_()
+    h6 = torch.where(maxc == r, (g - b).mul_(inv),
+                     torch.where(maxc == g, (b - r).mul_(inv).add_(2.0), (r - g).mul_(inv).add_(4.0)))
+    h6.add_(6.0 * factor.view(-1, 1, 1))
+    n = torch.tensor((5.0, 3.0, 1.0), dtype=img.dtype, device=img.device).view(1, 3, 1, 1)
+    k = h6.unsqueeze(1) + n
+    k.sub_(torch.floor(k * (1.0 / 6.0)).mul_(6.0))  # mod 6 (exactness at the wrap is moot: c is 0 there)
+    c = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0).mul_(delta.unsqueeze(1))
+    return torch.sub(maxc.unsqueeze(1), c, out=img)  # r, g, b (views of img) are not read after this
 
 
 _JITTER_OPS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
@@ -333,10 +341,11 @@ class _RecipeModule(nn.Module):
                 f" got shape {tuple(x.shape)}{hint}"
             )
 
-    def _normalise(self, img: Tensor) -> Tensor:
+    def _normalise_(self, img: Tensor) -> Tensor:
+        """(img - mean) / std, in place on `img` (a buffer the caller owns)."""
         mean = torch.tensor(self.recipe.mean, dtype=img.dtype, device=img.device).view(1, -1, 1, 1)
         std = torch.tensor(self.recipe.std, dtype=img.dtype, device=img.device).view(1, -1, 1, 1)
-        return (img - mean) / std
+        return img.sub_(mean).div_(std)
 
 
 class EvalTransform(_RecipeModule):
@@ -344,12 +353,12 @@ class EvalTransform(_RecipeModule):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
-        img = x.to(torch.float32) / 255.0
+        img = x.to(torch.float32).div_(255.0)
         if img.shape[-2:] != (self.image_size, self.image_size):
             img = F.interpolate(
                 img, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True
             )
-        return self._normalise(img)
+        return self._normalise_(img)
 
 
 class BatchAugment(_RecipeModule):
@@ -511,43 +520,68 @@ class BatchAugment(_RecipeModule):
             kernels = torch.where(params["blur"].view(-1, 1), kernels, delta).to(device)
         p = {k: v.to(device) for k, v in params.items()}
 
-        img = x.to(torch.float32) / 255.0
+        img = x.to(torch.float32).div_(255.0)
 
-        # Geometry: one affine_grid + grid_sample for the whole batch.
-        grid = F.affine_grid(theta.to(device), [b, c, size, size], align_corners=False)
+        # Geometry: one sampling grid + grid_sample for the whole batch. The grid is
+        # F.affine_grid's (align_corners=False: output pixel centres at (2j + 1) / S - 1),
+        # built by broadcasting rather than a batched matmul.
+        t = theta.to(device).view(b, 6, 1, 1).unbind(1)
+        centres = torch.arange(size, dtype=torch.float32, device=device).mul_(2.0 / size).add_(1.0 / size - 1.0)
+        xs, ys = centres.view(1, 1, size), centres.view(1, size, 1)
         if spec.geometry == "crop":
+            # Axis-aligned: x depends on the column only, y on the row only (theta's
+            # off-diagonal terms are 0), so both are computed on one line and broadcast.
             # Keep sample points between the outermost pixel centres of the crop box, as
             # torchvision's resize of the cropped image does; padding is then never read.
             x0, y0, w, h = p["crop"].float().unbind(1)
-            gx = grid[..., 0].clamp(_lo(x0, in_w), _hi(x0 + w, in_w))
-            gy = grid[..., 1].clamp(_lo(y0, in_h), _hi(y0 + h, in_h))
-            grid = torch.stack((gx, gy), dim=-1)
+            gx = (t[0] * xs).add_(t[2]).clamp_(_lo(x0, in_w), _hi(x0 + w, in_w)).expand(b, size, size)
+            gy = (t[4] * ys).add_(t[5]).clamp_(_lo(y0, in_h), _hi(y0 + h, in_h)).expand(b, size, size)
+        else:
+            gx = (t[0] * xs + t[1] * ys).add_(t[2])
+            gy = (t[3] * xs + t[4] * ys).add_(t[5])
+        grid = torch.stack((gx, gy), dim=-1)
         img = F.grid_sample(img, grid, mode="bilinear", padding_mode=spec.padding_mode, align_corners=False)
 
         # Colour jitter, per-sample order. Stage k applies, to each sample, the operation
-        # its order puts k-th; with a fixed order stage k is simply operation k.
-        if spec.jitter:
-            n_ops = len(self.jitter_ops)
-            for stage in range(n_ops):
-                for j, op in enumerate(self.jitter_ops):
-                    if spec.jitter_random_order:
-                        use = p["jitter"] & (p["jitter_order"][:, stage] == j)
-                    elif j == stage:
-                        use = p["jitter"]
-                    else:
-                        continue
-                    img = torch.where(use.view(-1, 1, 1, 1), _JITTER_OPS[op](img, p[op]), img)
-
-        if spec.grayscale_p > 0:
-            img = torch.where(p["grayscale"].view(-1, 1, 1, 1), _luminance(img).expand_as(img), img)
+        # its order puts k-th; with a fixed order stage k is simply operation k. Each
+        # operation runs only on the rows (samples) that use it at that stage, so every
+        # sample sees each operation once: the arithmetic of a fixed order.
+        for op, rows in self._row_schedule(params, device):
+            if op == "grayscale":
+                out = _luminance(img if rows is None else img.index_select(0, rows)).expand(-1, c, -1, -1)
+            else:
+                fn, factor = _JITTER_OPS[op], p[op]
+                out = fn(img, factor) if rows is None else fn(img.index_select(0, rows), factor.index_select(0, rows))
+            img = out.contiguous() if rows is None else img.index_copy_(0, rows, out)
 
         if kernels is not None:
             img = _blur(img, kernels)
 
         if spec.noise_std > 0:
-            img = (img + spec.noise_std * p["noise"].to(img.dtype)).clamp(0.0, 1.0)
+            img = img.add_(spec.noise_std * p["noise"].to(img.dtype)).clamp_(0.0, 1.0)
 
-        return self._normalise(img)
+        return self._normalise_(img)
+
+    def _row_schedule(self, params: dict[str, Tensor], device: torch.device) -> list[tuple[str, Tensor | None]]:
+        """The photometric steps in order: (operation, rows of the batch it applies to),
+        rows = None for every row. Row indices are found on the parameters' device (the
+        CPU, normally) and moved to `device` in one transfer."""
+        spec, steps = self.recipe, []
+        if spec.jitter:
+            applied = params["jitter"].cpu()
+            order = params["jitter_order"].cpu() if spec.jitter_random_order else None
+            for stage in range(len(self.jitter_ops)):
+                for j, op in enumerate(self.jitter_ops):
+                    if order is not None:
+                        steps.append((op, applied & (order[:, stage] == j)))
+                    elif j == stage:
+                        steps.append((op, applied))
+        if spec.grayscale_p > 0:
+            steps.append(("grayscale", params["grayscale"].cpu()))
+        n = len(next(iter(params.values())))
+        rows = [m.nonzero().squeeze(1) for _, m in steps]
+        moved = torch.cat(rows).to(device).split([len(r) for r in rows]) if rows else ()
+        return [(op, None if len(r) == n else r) for (op, _), r in zip(steps, moved) if len(r)]
 
     def _check_params(self, params: dict[str, Tensor], batch_size: int) -> None:
         expected = self.param_keys()

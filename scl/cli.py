@@ -5,6 +5,7 @@
   scl baseline METHOD --dataset D   K-means / SC / AC / NMF on raw pixels
   scl table {table1,table2,table3}  reproduced numbers beside the paper's (md, csv, tex)
   scl figure {fig3,fig4,fig5,fig6,curves}   figures as PNG
+  scl bench                     throughput: SCL vs MoCo step, batched vs PIL augmentation
 Exit codes: 0 done, 2 bad input (settings, data), 3 training failed.
 """
 
@@ -87,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_baseline_parser(sub)
     add_table_parser(sub)
     add_figure_parser(sub)
+    from scl.bench import add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 
@@ -100,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         from scl.data.cli import run_prepare
 
         return run_prepare(args)
-    if args.command in ("baseline", "table", "figure"):
+    if args.command in ("baseline", "table", "figure", "bench"):
         return args.func(args)
     parser.error(f"unknown command {args.command}")
     return 2

@@ -263,13 +263,15 @@ class Trainer:
             batch = self.images[idx]  # B x C x H x W uint8
             x_q, x_k = self.augment(batch, gen), self.augment(batch, gen)
             if t.channels_last:
-                x_q, x_k = x_q.contiguous(memory_format=torch.channels_last), x_k.contiguous(memory_format=torch.channels_last)
+                x_q = x_q.contiguous(memory_format=torch.channels_last)
+                x_k = x_k.contiguous(memory_format=torch.channels_last)
             labels = {k: v[idx] for k, v in pseudo.items()}
             lr = float(self.lrs[self.epoch * self.steps_per_epoch + step])
             for g in self.opt.param_groups:
                 g["lr"] = lr * g["lr_mult"]
             with autocast(dev, self.amp):
-                loss, terms, keys = self.model.training_step(x_q, x_k, labels, None if counts is None else counts[idx], weights)
+                loss, terms, keys = self.model.training_step(
+                    x_q, x_k, labels, None if counts is None else counts[idx], weights)
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"non-finite loss at epoch {self.epoch + 1}, step {step + 1}: "

@@ -6,10 +6,16 @@
     memories:        a SemanticMemory per clustered task, an InstanceQueue for "instance"
 
 Tasks: "target" (C clusters), "under" (ceil(C/2) clusters), "instance" (MoCo queue).
+
+Mixed precision: the caller may run `training_step` / `infer` under `torch.autocast`; only
+the backbones then run in the lower precision. Projections, normalisation, memories and
+every loss are computed in float32 (`_float32` switches autocast off for them), so the
+memory keys stay float32 and eq. 1-4 see float32 similarities.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from dataclasses import dataclass
@@ -53,6 +59,13 @@ class SCLConfig:
     online_cd: bool = True
 
 
+def _float32(x: torch.Tensor):
+    """A region where autocast is off (float32 math even inside an autocast block)."""
+    if not torch.amp.is_autocast_available(x.device.type):  # e.g. "meta" (FLOP counting)
+        return contextlib.nullcontext()
+    return torch.autocast(x.device.type, enabled=False)
+
+
 class Encoder(nn.Module):
     """Backbone + one linear projection per task (each task has its own feature space)."""
 
@@ -62,8 +75,11 @@ class Encoder(nn.Module):
         self.heads = nn.ModuleDict({t: nn.Linear(backbone.out_dim, feature_dim) for t in tasks})
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        h = self.backbone(x)  # B x D
-        return h, {t: F.normalize(head(h), dim=1) for t, head in self.heads.items()}  # B x d each
+        h = self.backbone(x)  # B x D (bf16/fp16 under autocast)
+        with _float32(x):
+            if h.dtype in (torch.float16, torch.bfloat16):
+                h = h.float()
+            return h, {t: F.normalize(head(h), dim=1) for t, head in self.heads.items()}  # B x d each
 
 
 class SCLModel(nn.Module):
@@ -102,10 +118,14 @@ class SCLModel(nn.Module):
 
         Keys are returned so the caller can enqueue them *after* the optimiser step.
         """
-        tau = self.cfg.temperature
         _, q = self.encoder_q(x_q)
         with torch.no_grad():
             _, k = self.encoder_k(x_k)
+        with _float32(x_q):  # the losses in float32, also under autocast
+            return self._losses(q, k, pseudo_labels, change_counts, class_weights)
+
+    def _losses(self, q, k, pseudo_labels, change_counts, class_weights):
+        tau = self.cfg.temperature
         terms: dict[str, torch.Tensor] = {}
         for t in self.tasks:
             mem_keys, slot_bank, slot_valid = self.memories[t].flat()
@@ -124,6 +144,13 @@ class SCLModel(nn.Module):
                 terms[f"cd_{t}"] = concept_discrimination_loss(logits, targets, w)
         total = torch.stack(list(terms.values())).sum()
         return total, terms, k
+
+    def compile_encoders(self, **options) -> None:
+        """torch.compile the query and key encoders' forward, in place (`nn.Module.compile`),
+        so the state_dict keys - and checkpoints - stay those of the eager model. Compilation
+        happens lazily, at the first call."""
+        self.encoder_q.compile(**options)
+        self.encoder_k.compile(**options)
 
     @torch.no_grad()
     def momentum_update(self) -> None:
@@ -150,6 +177,10 @@ class SCLModel(nn.Module):
         features, and per clustered task the cluster probabilities used by eq. 5
         (classifier softmax, or eq. 3's p~ when online CD is off)."""
         h, q = self.encoder_q(x)
+        with _float32(x):
+            return self._infer_heads(h, q)
+
+    def _infer_heads(self, h: torch.Tensor, q: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {"backbone": F.normalize(h, dim=1)}
         for t in self.tasks:
             out[f"feat_{t}"] = q[t]

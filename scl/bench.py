@@ -1,0 +1,490 @@
+"""`scl bench`: throughput of the training step and of the two augmentation paths, in one run.
+
+Four figures, each in samples (images) per second, the median over `--repeats` rounds of
+`--steps` timed iterations after `--warmup` untimed ones:
+
+  scl_step         SCLModel.training_step + backward + SGD step + momentum update + enqueue,
+                   tasks target + under + instance, on fixed augmented views
+  moco_step        the same with tasks = [instance] only (plain MoCo: same backbone, batch,
+                   queue size), no re-weighting and no class weights (params.yaml's `moco`)
+  batched_augment  two views of a batch drawn by index from a device-resident uint8 tensor,
+                   by scl.augment (per-sample parameters, batched tensor operations)
+  pil_loader       the conventional path: a Dataset that turns each uint8 image into a PIL
+                   image and applies a torchvision.transforms (v1) Compose twice, batched
+                   by a DataLoader with `--num-workers` worker processes (+ copy to device)
+
+The SCL and MoCo steps are timed alternately, round by round, so that a change of machine
+load hits both; likewise the two augmentation paths (the loader's workers are started
+afresh for each round and stopped before anything else is timed, so they neither steal
+CPU from the other figures nor hand over batches prefetched in the meantime).
+
+Ratios: `scl_over_moco_step_time` (how much slower an SCL step is than a MoCo step; the
+issue's goal is <= 1.15) and `batched_over_pil_throughput` (goal >= 3).
+
+FLOPs: the backbone's forward FLOPs per image and a whole SCL training step's FLOPs per
+sample are counted with torch.utils.flop_counter.FlopCounterMode (on the meta device:
+shapes only, nothing is computed), and the achieved TFLOP/s of the step follows; on a GPU
+named in PEAK_TFLOPS its share of the peak is given too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+
+# The issue's FLOP figure: one forward of a ResNet-34 at 32 x 32 ~ 2.32 GFLOP per image.
+STATED_RESNET34_32PX_GFLOP = 2.32
+# A training step ~ 4 forward-equivalents per sample: query forward + its backward (~2x)
+# + key forward.
+STEP_FORWARD_EQUIVALENTS = 4
+
+# Dense (no sparsity) peak TFLOP/s: (substring of torch.cuda.get_device_name, bf16/fp16
+# tensor cores, tf32 tensor cores, fp32 without tensor cores). First match wins. From
+# NVIDIA's data sheets (H100 SXM5 / PCIe / NVL, H200 SXM, A100 SXM4 / PCIe).
+PEAK_TFLOPS = (
+    ("H100 PCIe", 756.0, 378.0, 51.2),
+    ("H100 NVL", 835.0, 417.5, 60.0),
+    ("H100", 989.4, 494.7, 66.9),
+    ("H200", 989.4, 494.7, 66.9),
+    ("A100", 312.0, 156.0, 19.5),
+)
+
+GOALS = {"batched_over_pil_throughput_min": 3.0, "scl_over_moco_step_time_max": 1.15}
+
+
+def add_bench_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "bench", help="throughput: SCL vs MoCo training step, batched vs PIL augmentation (JSON)",
+        description="Samples/s of the SCL training step, a plain MoCo step, the batched augmentation and a "
+                    "per-image PIL DataLoader, in one run; writes a JSON with the machine, the settings, "
+                    "medians over rounds and the ratios (see scl/bench.py).",
+    )
+    p.add_argument("--backbone", default="resnet18", choices=("resnet18", "resnet34", "small_cnn"))
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--channels", type=int, default=3, choices=(1, 3))
+    p.add_argument("--recipe", default="mocov2", help="augmentation recipe (mocov2 | grayscale | digits)")
+    p.add_argument("--num-classes", type=int, default=10, help="C: clusters of the target task (default 10)")
+    p.add_argument("--memory-size", type=int, default=4096, help="K, as params.yaml (default 4096)")
+    p.add_argument("--steps", type=int, default=10, help="timed iterations per round (default 10)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed iterations before timing (default 3)")
+    p.add_argument("--repeats", type=int, default=5, help="rounds; figures are medians over them (default 5)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--amp", default="off", choices=("off", "bf16", "fp16"), help="autocast of the encoders")
+    p.add_argument("--channels-last", action="store_true", help="model and batches in channels_last")
+    p.add_argument("--compile", action="store_true", help="torch.compile the encoders")
+    p.add_argument("--num-workers", type=int, default=os.cpu_count() or 2,
+                   help=f"DataLoader workers of the PIL path (default: os.cpu_count() = {os.cpu_count()})")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="JSON file (default: results/bench/bench-<device>-<backbone>-<size>-<batch>"
+                                 "[-flags].json, flags: amp, cl, compile, t<threads>)")
+    p.set_defaults(func=run_bench)
+    return p
+
+
+# ---------------------------------------------------------------------------- machine
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def machine_info(device) -> dict:
+    import torch
+    import torchvision
+
+    info = {
+        "hostname": socket.gethostname(),
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "device": str(device),
+        "gpu": None,
+        # what changes CPU timings besides the code: allocator and threading settings
+        "env": {k: v for k, v in os.environ.items()
+                if k.startswith(("OMP_", "MKL_", "MALLOC_", "KMP_")) or k == "LD_PRELOAD"},
+    }
+    if device.type == "cuda":
+        prop = torch.cuda.get_device_properties(device)
+        info["gpu"] = {
+            "name": prop.name,
+            "capability": f"{prop.major}.{prop.minor}",
+            "memory_gib": round(prop.total_memory / 2**30, 1),
+            "multiprocessors": prop.multi_processor_count,
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+            "tf32_conv": torch.backends.cudnn.allow_tf32,
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        }
+    return info
+
+
+def peak_tflops(gpu_name: str) -> dict | None:
+    for key, bf16, tf32, fp32 in PEAK_TFLOPS:
+        if key.lower() in gpu_name.lower():
+            return {"match": key, "bf16": bf16, "tf32": tf32, "fp32": fp32}
+    return None
+
+
+def default_out(info: dict, args) -> Path:
+    where = _slug(info["gpu"]["name"]) if info["gpu"] else f"cpu-{_slug(info['cpu_model'])}-{info['cpu_count']}c"
+    flags = ([args.amp] if args.amp != "off" else []) + (["cl"] if args.channels_last else []) + (
+        ["compile"] if args.compile else []) + ([f"t{args.threads}"] if getattr(args, "threads", 0) else [])
+    name = "-".join(["bench", where, args.backbone, str(args.image_size), str(args.batch_size), *flags])
+    return Path("results/bench") / f"{name}.json"
+
+
+# ---------------------------------------------------------------------------- pieces
+
+
+def pil_transform(recipe: str, image_size: int):
+    """The recipe as a conventional torchvision.transforms (v1) pipeline on PIL images:
+    RandomResizedCrop (or RandomAffine), flip, ColorJitter with p, RandomGrayscale,
+    Gaussian blur (large images), ToTensor, (noise), Normalize."""
+    from torchvision import transforms as T
+
+    from scl.augment import blur_kernel_size, get_recipe
+
+    r = get_recipe(recipe)
+    ops = []
+    if r.geometry == "crop":
+        ops.append(T.RandomResizedCrop(image_size, scale=r.crop_scale, ratio=r.crop_ratio))
+        if r.flip_p:
+            ops.append(T.RandomHorizontalFlip(r.flip_p))
+    else:
+        ops.append(T.RandomAffine(r.rotation_deg, translate=(r.translate_px / image_size,) * 2,
+                                  scale=r.scale_range, shear=r.shear_deg))
+    ranges = {op: (lo, hi) for op, lo, hi in r.jitter}
+    jitter = {k: ranges[k] for k in ("brightness", "contrast", "saturation", "hue") if k in ranges}
+    if jitter:
+        ops.append(T.RandomApply([T.ColorJitter(**jitter)], p=r.jitter_p))
+    if r.grayscale_p:
+        ops.append(T.RandomGrayscale(r.grayscale_p))
+    if r.blur_p and image_size >= r.blur_min_size:
+        ops.append(T.RandomApply([T.GaussianBlur(blur_kernel_size(image_size), r.blur_sigma)], p=r.blur_p))
+    ops.append(T.ToTensor())
+    if "shift" in ranges or r.noise_std:
+        ops.append(_TensorNoise(ranges.get("shift"), r.noise_std))
+    ops.append(T.Normalize(r.mean, r.std))
+    return T.Compose(ops)
+
+
+class _TensorNoise:
+    """Additive brightness shift and Gaussian noise on a [0, 1] tensor (digits / grayscale)."""
+
+    def __init__(self, shift, std):
+        self.shift, self.std = shift, std
+
+    def __call__(self, x):
+        import torch
+
+        if self.shift:
+            x = x + (self.shift[0] + (self.shift[1] - self.shift[0]) * torch.rand(()))
+        if self.std:
+            x = x + self.std * torch.randn_like(x)
+        return x.clamp(0.0, 1.0)
+
+
+class PILTwoViews:
+    """A conventional map-style Dataset: uint8 array -> PIL image -> two transformed views."""
+
+    def __init__(self, images, transform):
+        self.images, self.transform = images, transform  # N x H x W x C uint8 (numpy)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        a = self.images[i]
+        img = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
+        return self.transform(img), self.transform(img)
+
+
+def _model(backbone, channels, num_classes, memory_size, tasks, seed):
+    import torch
+
+    from scl.models.scl_model import SCLConfig, SCLModel
+
+    torch.manual_seed(seed)
+    return SCLModel(SCLConfig(backbone=backbone, in_channels=channels, num_classes=num_classes, tasks=tasks,
+                              memory_size=memory_size), generator=torch.Generator().manual_seed(seed))
+
+
+def count_flops(args, channels: int) -> dict:
+    """FLOPs (FlopCounterMode, meta device: shapes only) of a backbone forward per image,
+    of the ResNet-34 at 32 x 32 (the issue's figure), and of one SCL training step."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from scl.models.backbones import build_backbone
+
+    def forward_gflop(name, size, stem_pool=True):
+        net = build_backbone(name, channels).to("meta")
+        if not stem_pool:
+            net.stem[-1] = torch.nn.Identity()
+        with FlopCounterMode(display=False) as fc:
+            net(torch.empty(2, channels, size, size, device="meta"))
+        return fc.get_total_flops() / 2 / 1e9
+
+    out = {
+        "forward_gflop_per_image": forward_gflop(args.backbone, args.image_size),
+        "resnet34_32px_forward_gflop_measured": forward_gflop("resnet34", 32) if channels == 3 else None,
+        "resnet34_32px_forward_gflop_stated": STATED_RESNET34_32PX_GFLOP,
+        # the stated figure is that of the CIFAR ResNet-34 without the stem's max-pool; this
+        # project's small-input ResNet (IIC / PICA) pools to 17 x 17 after the stem
+        "resnet34_32px_forward_gflop_without_stem_maxpool":
+            forward_gflop("resnet34", 32, stem_pool=False) if channels == 3 else None,
+        "step_forward_equivalents": STEP_FORWARD_EQUIVALENTS,
+        "counter": "torch.utils.flop_counter.FlopCounterMode (2 FLOPs per multiply-add; convolutions, "
+                   "matmuls and their backward only)",
+    }
+    out["step_gflop_per_sample_estimate"] = STEP_FORWARD_EQUIVALENTS * out["forward_gflop_per_image"]
+    try:  # a whole SCL step (forwards, losses, backward), measured
+        b = args.batch_size
+        model = _model(args.backbone, channels, args.num_classes, args.memory_size,
+                       ("target", "under", "instance"), args.seed).to("meta")
+        x = torch.empty(b, channels, args.image_size, args.image_size, device="meta")
+        labels = {t: torch.zeros(b, dtype=torch.long, device="meta") for t in model.clustered}
+        with FlopCounterMode(display=False) as fc:
+            loss, _, _ = model.training_step(x, x, labels, torch.ones(b, device="meta"), None)
+            loss.backward()
+        out["step_gflop_per_sample_measured"] = fc.get_total_flops() / b / 1e9
+    except Exception as e:  # pragma: no cover - counting is a bonus, never fatal
+        out["step_gflop_per_sample_measured"] = None
+        out["step_count_error"] = f"{type(e).__name__}: {e}"
+    return out
+
+
+# ---------------------------------------------------------------------------- timing
+
+
+def _summary(times: list[float], per_iter: int, steps: int) -> dict:
+    """times: seconds per round of `steps` iterations of `per_iter` samples each."""
+    rates = [steps * per_iter / t for t in times]
+    return {
+        "samples_per_s": statistics.median(rates),
+        "ms_per_step": statistics.median(times) / steps * 1e3,
+        "rounds_samples_per_s": rates,
+    }
+
+
+def run_bench(args) -> int:
+    from scl.train import TrainingError
+
+    try:
+        result = bench(args)
+    except TrainingError as e:
+        print(f"scl bench: {e}", file=sys.stderr)
+        return 3
+    except ValueError as e:
+        print(f"scl bench: {e}", file=sys.stderr)
+        return 2
+    r, q = result["results"], result["ratios"]
+    print(f"scl bench: {result['machine']['device']} {args.backbone} {args.image_size}px batch {args.batch_size} "
+          f"amp={args.amp} channels_last={args.channels_last} compile={args.compile}", file=sys.stderr)
+    for k, v in r.items():
+        print(f"  {k:16s} {v['samples_per_s']:10.1f} samples/s  {v['ms_per_step']:8.2f} ms/step", file=sys.stderr)
+    print(f"  SCL / MoCo step time {q['scl_over_moco_step_time']:.3f}   "
+          f"batched / PIL throughput {q['batched_over_pil_throughput']:.2f}", file=sys.stderr)
+    print(result["out"])
+    return 0
+
+
+def bench(args) -> dict:
+    """Run every measurement; write and return the JSON record."""
+    import torch
+
+    from scl.augment import build_augment
+    from scl.io import atomic_write_json
+    from scl.train import amp_dtype, autocast, explain_compile_errors, pick_device
+
+    for name in ("steps", "warmup", "repeats", "batch_size", "image_size"):
+        if getattr(args, name) < (0 if name == "warmup" else 1):
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.num_workers < 0:
+        raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = pick_device(args.device)
+    amp = amp_dtype(args.amp, dev)
+    info = machine_info(dev)
+    load_start = os.getloadavg()
+    b, c, s = args.batch_size, args.channels, args.image_size
+    n_images = 20 * b
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+    def timed(fn, n):
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        sync()
+        return time.perf_counter() - t0
+
+    gen = torch.Generator().manual_seed(args.seed)
+    images_np = torch.randint(0, 256, (n_images, s, s, c), dtype=torch.uint8, generator=gen).numpy()
+    images = torch.from_numpy(images_np).permute(0, 3, 1, 2).contiguous().to(dev)  # device-resident
+    augment = build_augment(args.recipe, s, c).to(dev)
+
+    # ---- (c) batched augmentation and (d) PIL DataLoader, alternating rounds
+    state = {"pos": 0, "perm": torch.randperm(n_images, generator=gen)}
+
+    def batched_views():
+        if state["pos"] + b > n_images:
+            state["pos"], state["perm"] = 0, torch.randperm(n_images, generator=gen)
+        idx = state["perm"][state["pos"] : state["pos"] + b].to(dev)
+        state["pos"] += b
+        batch = images[idx]
+        return augment(batch, gen), augment(batch, gen)
+
+    from torch.utils.data import DataLoader, RandomSampler
+
+    dataset = PILTwoViews(images_np, pil_transform(args.recipe, s))
+    need = b * (args.warmup + args.steps + 2 * max(args.num_workers, 1) + 4)
+    loader = DataLoader(dataset, batch_size=b, drop_last=True, num_workers=args.num_workers,
+                        sampler=RandomSampler(dataset, replacement=True, num_samples=need),
+                        pin_memory=dev.type == "cuda")
+    pil_warmup = args.warmup + 2 * args.num_workers  # let every worker's prefetch reach steady state
+
+    def pil_round() -> float:
+        it = iter(loader)
+
+        def next_batch():
+            v1, v2 = next(it)
+            v1.to(dev, non_blocking=True), v2.to(dev, non_blocking=True)
+
+        for _ in range(pil_warmup):
+            next_batch()
+        t = timed(next_batch, args.steps)
+        del it  # stop the workers before anything else is timed
+        return t
+
+    for _ in range(args.warmup):
+        batched_views()
+    aug_t, pil_t = [], []
+    for _ in range(args.repeats):
+        aug_t.append(timed(batched_views, args.steps))
+        pil_t.append(pil_round())
+
+    # ---- (a) SCL step and (b) MoCo step, alternating rounds
+    x_q, x_k = batched_views()
+    if args.channels_last:
+        x_q, x_k = x_q.contiguous(memory_format=torch.channels_last), x_k.contiguous(memory_format=torch.channels_last)
+
+    def make_step(tasks, reweight: bool, balance: bool):
+        model = _model(args.backbone, c, args.num_classes, args.memory_size, tasks, args.seed).to(dev)
+        if args.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if args.compile:
+            model.compile_encoders()
+        model.train()
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.03, momentum=0.9,
+                              weight_decay=5e-4)
+        scaler = torch.amp.GradScaler(dev.type) if amp == torch.float16 else None
+        lab_gen = torch.Generator().manual_seed(args.seed + 1)
+        labels = {t: torch.randint(0, k, (b,), generator=lab_gen).to(dev) for t, k in model.num_clusters.items()}
+        counts = torch.ones(b, device=dev) if reweight else None
+        weights = {t: torch.ones(k, device=dev) for t, k in model.num_clusters.items()} if balance else None
+
+        def step():
+            with autocast(dev, amp):
+                loss, _, keys = model.training_step(x_q, x_k, labels, counts, weights)
+            opt.zero_grad(set_to_none=True)
+            if scaler is None:
+                loss.backward()
+                opt.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            model.momentum_update()
+            model.enqueue(keys, labels)
+
+        return step
+
+    with explain_compile_errors(args.compile):
+        scl_step = make_step(("target", "under", "instance"), True, True)
+        moco_step = make_step(("instance",), False, False)
+        for _ in range(max(args.warmup, 3 if args.compile else 0)):
+            scl_step()
+            moco_step()
+        scl_t, moco_t = [], []
+        for _ in range(args.repeats):
+            scl_t.append(timed(scl_step, args.steps))
+            moco_t.append(timed(moco_step, args.steps))
+
+    results = {
+        "scl_step": _summary(scl_t, b, args.steps),
+        "moco_step": _summary(moco_t, b, args.steps),
+        "batched_augment": _summary(aug_t, b, args.steps),
+        "pil_loader": _summary(pil_t, b, args.steps),
+    }
+    ratios = {
+        "scl_over_moco_step_time": results["scl_step"]["ms_per_step"] / results["moco_step"]["ms_per_step"],
+        "batched_over_pil_throughput":
+            results["batched_augment"]["samples_per_s"] / results["pil_loader"]["samples_per_s"],
+        # the same ratios per round (both figures of a round were timed back to back)
+        "scl_over_moco_step_time_rounds": [a / m for a, m in zip(scl_t, moco_t)],
+        "batched_over_pil_throughput_rounds": [p / a for a, p in zip(aug_t, pil_t)],
+    }
+    goals = {
+        **GOALS,
+        "batched_over_pil_met": ratios["batched_over_pil_throughput"] >= GOALS["batched_over_pil_throughput_min"],
+        "scl_over_moco_met": ratios["scl_over_moco_step_time"] <= GOALS["scl_over_moco_step_time_max"],
+    }
+
+    flops = count_flops(args, c)
+    step_gflop = flops.get("step_gflop_per_sample_measured") or flops["step_gflop_per_sample_estimate"]
+    flops["scl_step_achieved_tflops"] = results["scl_step"]["samples_per_s"] * step_gflop / 1e3
+    flops["scl_step_achieved_tflops_at_4x_forward"] = (
+        results["scl_step"]["samples_per_s"] * flops["step_gflop_per_sample_estimate"] / 1e3)
+    if info["gpu"]:
+        peak = peak_tflops(info["gpu"]["name"])
+        if peak is not None:
+            precision = "bf16" if amp is not None else ("tf32" if torch.backends.cudnn.allow_tf32 else "fp32")
+            flops["peak_tflops"] = peak
+            flops["peak_precision"] = precision
+            flops["share_of_peak"] = flops["scl_step_achieved_tflops"] / peak[precision]
+
+    settings = {k: v for k, v in vars(args).items() if k not in ("func", "command", "verbose")}
+    settings["n_images"] = n_images
+    settings["pil_warmup_batches"] = pil_warmup
+    out = Path(args.out) if args.out else default_out(info, args)
+    record = {
+        "machine": {**info, "loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())},
+        "settings": settings,
+        "units": "samples/s = images per second (each image: two augmented views; in a step, a query view "
+                 "and a key view); ms_per_step = milliseconds per batch; medians over rounds",
+        "results": results,
+        "ratios": ratios,
+        "goals": goals,
+        "flops": flops,
+        "out": str(out),
+    }
+    atomic_write_json(out, record)
+    return record
