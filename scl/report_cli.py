@@ -37,6 +37,8 @@ def add_table_parser(subparsers) -> argparse.ArgumentParser:
                    help="more published numbers (columns method,dataset,nmi,acc,ari,source) for datasets the "
                         "paper lacks; scl/reference/fashion_reported.csv is added to Table 1 by itself "
                         "whenever fashion is a column")
+    p.add_argument("--seeds", nargs="+", type=int, metavar="S",
+                   help="only runs and baselines of these seeds (default: every seed found)")
     p.add_argument("--quiet", action="store_true", help="do not print the markdown")
     p.set_defaults(func=run_table)
     return p
@@ -48,7 +50,7 @@ def run_table(args) -> int:
 
     try:
         table = build_table(args.name, args.runs, args.baselines, datasets=args.datasets,
-                            extra_reported=args.extra_reported)
+                            extra_reported=args.extra_reported, seeds=args.seeds)
     except ReportError as e:
         print(f"scl table {args.name}: error: {e}", file=sys.stderr)
         return 2
@@ -82,6 +84,8 @@ def add_figure_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="fig5, fig6: the run's seed (default: 0)")
     p.add_argument("--variant", help="fig5, fig6, curves: the run's variant (default: scl)")
     p.add_argument("--data", help="fig6: the prepared .npz of the run (default: data/prepared/<dataset>.npz)")
+    p.add_argument("--seeds", nargs="+", type=int, metavar="S",
+                   help="fig3, fig4: only runs of these seeds (default: every seed found)")
     p.add_argument("--max-points", type=int, default=5000, help="fig5: UMAP at most this many points (default: 5000)")
     p.set_defaults(func=run_figure)
     return p
@@ -99,7 +103,8 @@ def run_figure(args) -> int:
     print(f"scl figure: drawing {what} from {args.runs} ...", file=sys.stderr, flush=True)
     try:
         png = make_figure(args.name, args.runs, dataset=args.dataset, seed=args.seed, data=args.data,
-                          variant=args.variant, datasets=args.datasets, max_points=args.max_points)
+                          variant=args.variant, datasets=args.datasets, max_points=args.max_points,
+                          seeds=args.seeds)
     except ReportError as e:
         print(f"scl figure {args.name}: error: {e}", file=sys.stderr)
         return 2

@@ -219,3 +219,21 @@ def test_figures_name_missing_inputs(fig_runs, tmp_path, capsys):
     assert main(["figure", "fig6", "--runs", str(runs), "--out", str(out)]) == 2
     assert "--dataset is required" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_tables_and_bars_use_only_the_requested_seeds(tmp_path):
+    """A table must not depend on which other runs happen to be finished when it is made."""
+    import json
+
+    from scl.report.collect import collect_runs
+    from scl.report.tables import build_table
+
+    for variant, seed, acc in [("scl", 0, 0.9), ("scl", 1, 0.8), ("scl", 4, 0.1), ("no_reweight", 0, 0.7), ("no_reweight", 1, 0.6)]:
+        d = tmp_path / "runs" / "digits" / variant / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({"acc": acc, "nmi": acc, "ari": acc}))
+    assert sorted(collect_runs(tmp_path / "runs", seeds=[0, 1])["seed"]) == [0, 0, 1, 1]
+    t = build_table("table3", tmp_path / "runs", tmp_path / "none", datasets=["digits"], seeds=[0, 1])
+    rows = t.entries[(t.entries["source"] == "reproduced") & (t.entries["dataset"] == "digits")]
+    with_rw = rows[rows["method"].str.contains("with re-weighting")].iloc[0]
+    assert with_rw["acc"] == pytest.approx(0.85) and int(with_rw["n_seeds"]) == 2

@@ -42,7 +42,9 @@ def _read_metrics(path: Path) -> dict:
         raise ReportError(f"{path} is unreadable ({e}); delete it and run the command that made it again") from e
 
 
-def _scan(root) -> list[tuple[str, str, int, Path]]:
+def _scan(root, seeds=None) -> list[tuple[str, str, int, Path]]:
+    """(dataset, name, seed, metrics.json) under root; only `seeds` when given, so a table
+    never depends on which other runs happen to be finished."""
     root = Path(root)
     if not root.is_dir():
         return []
@@ -50,6 +52,8 @@ def _scan(root) -> list[tuple[str, str, int, Path]]:
     for path in sorted(root.glob("*/*/seed*/metrics.json")):
         m = _SEED.match(path.parent.name)
         if m is None:
+            continue
+        if seeds is not None and int(m.group(1)) not in seeds:
             continue
         found.append((path.parent.parent.parent.name, path.parent.parent.name, int(m.group(1)), path))
     return found
@@ -68,11 +72,11 @@ def _frame(rows: list[dict], key: str, extra: tuple[str, ...]) -> pd.DataFrame:
     return df
 
 
-def collect_runs(runs_dir) -> pd.DataFrame:
+def collect_runs(runs_dir, seeds=None) -> pd.DataFrame:
     """One row per finished training run: dataset, variant, seed, acc, nmi, ari, and per
     task `<metric>_<task>` (e.g. acc_under), epochs, train_time_s, assignment, n."""
     rows = []
-    for dataset, variant, seed, path in _scan(runs_dir):
+    for dataset, variant, seed, path in _scan(runs_dir, seeds):
         m = _read_metrics(path)
         row = {"dataset": dataset, "variant": variant, "seed": seed, "path": str(path.parent)}
         for k in METRICS:
@@ -88,10 +92,10 @@ def collect_runs(runs_dir) -> pd.DataFrame:
     return _frame(rows, "variant", ("path",))
 
 
-def collect_baselines(baselines_dir) -> pd.DataFrame:
+def collect_baselines(baselines_dir, seeds=None) -> pd.DataFrame:
     """One row per baseline result: dataset, method, seed, acc, nmi, ari, n, subsample, time_s."""
     rows = []
-    for dataset, method, seed, path in _scan(baselines_dir):
+    for dataset, method, seed, path in _scan(baselines_dir, seeds):
         m = _read_metrics(path)
         row = {"dataset": dataset, "method": method, "seed": seed, "path": str(path.parent)}
         for k in METRICS:

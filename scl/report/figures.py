@@ -67,9 +67,9 @@ def _need(path: Path, command: str) -> Path:
 
 
 # ---------------------------------------------------------------------------- fig3 / fig4
-def figure_bars(runs_dir, variants: dict[str, str], title: str, datasets=None) -> bytes:
+def figure_bars(runs_dir, variants: dict[str, str], title: str, datasets=None, seeds=None) -> bytes:
     """Grouped bars of ACC (mean ± std over seeds) per dataset, one bar per variant."""
-    runs = collect_runs(runs_dir)
+    runs = collect_runs(runs_dir, seeds)
     runs = runs[runs["variant"].isin(list(variants)) & runs["acc"].notna()] if len(runs) else runs
     if datasets:
         runs = runs[runs["dataset"].isin(list(datasets))]
@@ -109,14 +109,14 @@ def figure_bars(runs_dir, variants: dict[str, str], title: str, datasets=None) -
     return _png(fig)
 
 
-def figure3(runs_dir, datasets=None) -> bytes:
+def figure3(runs_dir, datasets=None, seeds=None) -> bytes:
     return figure_bars(runs_dir, FIG3_VARIANTS, "Figure 3: cross-cluster ID and online CD (ACC, mean ± std over seeds)",
-                       datasets)
+                       datasets, seeds)
 
 
-def figure4(runs_dir, datasets=None) -> bytes:
+def figure4(runs_dir, datasets=None, seeds=None) -> bytes:
     return figure_bars(runs_dir, FIG4_VARIANTS, "Figure 4: single tasks against all three (ACC, mean ± std over seeds)",
-                       datasets)
+                       datasets, seeds)
 
 
 # ---------------------------------------------------------------------------- fig5
@@ -314,11 +314,11 @@ def figure_curves(runs_dir, dataset: str | None, variant: str = "scl") -> bytes:
 
 
 def make_figure(name: str, runs_dir, dataset=None, seed: int = 0, data=None, variant=None, datasets=None,
-                max_points: int = UMAP_MAX_POINTS) -> bytes:
+                max_points: int = UMAP_MAX_POINTS, seeds=None) -> bytes:
     if name == "fig3":
-        return figure3(runs_dir, datasets or ([dataset] if dataset else None))
+        return figure3(runs_dir, datasets or ([dataset] if dataset else None), seeds)
     if name == "fig4":
-        return figure4(runs_dir, datasets or ([dataset] if dataset else None))
+        return figure4(runs_dir, datasets or ([dataset] if dataset else None), seeds)
     if name == "fig5":
         return figure5(runs_dir, dataset, seed, variant or "scl", max_points)
     if name == "fig6":

@@ -184,8 +184,8 @@ def _select(requested, default) -> list[str]:
     return list(dict.fromkeys(requested)) if requested else order_datasets(default)
 
 
-def build_table1(runs, baselines, datasets=None, extra_reported=()) -> Table:
-    summaries = {"run": summarise(collect_runs(runs)), "baseline": summarise(collect_baselines(baselines))}
+def build_table1(runs, baselines, datasets=None, extra_reported=(), seeds=None) -> Table:
+    summaries = {"run": summarise(collect_runs(runs, seeds)), "baseline": summarise(collect_baselines(baselines, seeds))}
     rep = reported("table1_reported")
     extra_user = load_extra_reported(list(extra_reported))
     ds = _select(datasets, set(rep["dataset"]) | _reproduced_datasets(T1_REPRODUCED, summaries) | set(extra_user["dataset"]))
@@ -195,7 +195,7 @@ def build_table1(runs, baselines, datasets=None, extra_reported=()) -> Table:
     entries += _reproduced_entries(T1_REPRODUCED, summaries, ds, METRICS)
     order = list(dict.fromkeys(list(rep["method"]) + list(T1_REPRODUCED)))
     notes = []
-    b = collect_baselines(baselines)
+    b = collect_baselines(baselines, seeds)
     if len(b):
         sub = b[b["subsample"].notna() & b["dataset"].isin(ds)]
         for (d, meth), g in sub.groupby(["dataset", "method"], sort=False):
@@ -206,8 +206,8 @@ def build_table1(runs, baselines, datasets=None, extra_reported=()) -> Table:
                    extra, ds)
 
 
-def build_table2(runs, baselines=None, datasets=None, extra_reported=()) -> Table:
-    summaries = {"run": summarise(collect_runs(runs)), "baseline": pd.DataFrame()}
+def build_table2(runs, baselines=None, datasets=None, extra_reported=(), seeds=None) -> Table:
+    summaries = {"run": summarise(collect_runs(runs, seeds)), "baseline": pd.DataFrame()}
     rep = reported("table2_reported")
     extra = load_extra_reported(list(extra_reported))
     names = set(T2_REPRODUCED) | {"PAD"}
@@ -222,8 +222,8 @@ def build_table2(runs, baselines=None, datasets=None, extra_reported=()) -> Tabl
                    extra, ds)
 
 
-def build_table3(runs, baselines=None, datasets=None, extra_reported=()) -> Table:
-    summaries = {"run": summarise(collect_runs(runs)), "baseline": pd.DataFrame()}
+def build_table3(runs, baselines=None, datasets=None, extra_reported=(), seeds=None) -> Table:
+    summaries = {"run": summarise(collect_runs(runs, seeds)), "baseline": pd.DataFrame()}
     rep = reported("table3_reported")
     need = {"reweighting", "dataset_as_printed", "dataset_probable", "acc"}
     if need - set(rep.columns):
@@ -250,10 +250,10 @@ def build_table3(runs, baselines=None, datasets=None, extra_reported=()) -> Tabl
 BUILDERS = {"table1": build_table1, "table2": build_table2, "table3": build_table3}
 
 
-def build_table(name: str, runs, baselines, datasets=None, extra_reported=()) -> Table:
+def build_table(name: str, runs, baselines, datasets=None, extra_reported=(), seeds=None) -> Table:
     if name not in BUILDERS:
         raise ReportError(f"unknown table {name!r}; choose one of: {', '.join(TABLES)}")
-    return BUILDERS[name](runs, baselines, datasets=datasets, extra_reported=extra_reported)
+    return BUILDERS[name](runs, baselines, datasets=datasets, extra_reported=extra_reported, seeds=seeds)
 
 
 # ---------------------------------------------------------------------------- rendering

@@ -135,7 +135,7 @@ def run_metrics(dataset, variant, seed):
 
 def product_runs(product):
     """metrics.json of every run a table/figure needs."""
-    seeds = SEEDS if product in ("table1", "table2") else ABLATION_SEEDS
+    seeds = product_seeds(product)
     return [
         run_metrics(d, v, s)
         for d in product_datasets(product)
@@ -282,8 +282,14 @@ def table_inputs(wildcards):
     return runs
 
 
+def product_seeds(product):
+    """The seeds a table/figure averages over: exactly those its runs were asked for."""
+    return SEEDS if product in ("table1", "table2") else ABLATION_SEEDS
+
+
 def table_args(wildcards):
     args = ["--datasets", *product_datasets(wildcards.table)]
+    args += ["--seeds", *map(str, product_seeds(wildcards.table))]
     extra = REPORT_CFG.get("extra_reported")
     if extra and wildcards.table == "table1":
         args += ["--extra-reported", extra]

@@ -43,6 +43,7 @@ rule figure_ablation:
         ),
     params:
         datasets=lambda wildcards: " ".join(product_datasets(wildcards.figure)),
+        seeds=lambda wildcards: " ".join(map(str, product_seeds(wildcards.figure))),
     wildcard_constraints:
         figure="fig3|fig4",
     log:
@@ -52,7 +53,7 @@ rule figure_ablation:
     shell:
         """
         scl figure {wildcards.figure} --runs results/runs --out {output.png} --datasets {params.datasets} \
-            > {log} 2>&1
+            --seeds {params.seeds} > {log} 2>&1
         """
 
 
