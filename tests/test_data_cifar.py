@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import scl.data.download as dl
 from scl.data import cifar, registry
 from scl.data.download import Resource
 from scl.data.errors import DataError
@@ -19,15 +18,6 @@ from scl.data.prepared import load_meta, load_prepared
 from scl.data.reference import cifar100_coarse_map
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    real = dl.urlopen
-
-    def guarded(url, *a, **k):
-        assert str(url).startswith("file://"), f"test tried to reach the network: {url}"
-        return real(url, *a, **k)
-
-    monkeypatch.setattr(dl, "urlopen", guarded)
 
 
 def dump(path: Path, obj: dict) -> None:

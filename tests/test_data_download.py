@@ -11,21 +11,10 @@ from urllib.error import URLError
 
 import pytest
 
-import scl.data.download as dl
 from scl.data.download import Resource, download_file, ensure_extracted, ensure_file, extract_archive
 from scl.data.errors import ArchiveError, ChecksumError, DataError
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Only file:// URLs may be opened by the default fetcher in these tests."""
-    real = dl.urlopen
-
-    def guarded(url, *a, **k):
-        assert str(url).startswith("file://"), f"test tried to reach the network: {url}"
-        return real(url, *a, **k)
-
-    monkeypatch.setattr(dl, "urlopen", guarded)
 
 
 def md5(data: bytes) -> str:

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import scl.data.download as dl
 from scl.data import idx
 from scl.data.digits import read_digits
 from scl.data.download import Resource
@@ -19,15 +18,6 @@ from scl.data.prepared import load_meta, load_prepared
 from scl.data.registry import prepare
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    real = dl.urlopen
-
-    def guarded(url, *a, **k):
-        assert str(url).startswith("file://"), f"test tried to reach the network: {url}"
-        return real(url, *a, **k)
-
-    monkeypatch.setattr(dl, "urlopen", guarded)
 
 
 def idx_bytes(arr: np.ndarray) -> bytes:

