@@ -34,10 +34,14 @@ def hungarian_map(y_true: np.ndarray, y_pred: np.ndarray) -> dict[int, int]:
     return mapping
 
 
-def clustering_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    mapping = hungarian_map(y_true, y_pred)
+def _matched_fraction(y_true: np.ndarray, y_pred: np.ndarray, mapping: dict[int, int]) -> float:
+    """Share of samples whose cluster maps to their class (ACC under `mapping`)."""
     mapped = np.array([mapping[int(c)] for c in range(max(mapping) + 1)])[np.asarray(y_pred)]
     return float((mapped == np.asarray(y_true)).mean())
+
+
+def clustering_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return _matched_fraction(y_true, y_pred, hungarian_map(y_true, y_pred))
 
 
 def evaluate(y_true, y_pred) -> dict:
@@ -51,9 +55,8 @@ def evaluate(y_true, y_pred) -> dict:
     if (y_true < 0).any() or (y_pred < 0).any():
         raise ValueError("labels and cluster ids must be non-negative (unlabelled data cannot be scored)")
     mapping = hungarian_map(y_true, y_pred)
-    mapped = np.array([mapping[int(c)] for c in range(max(mapping) + 1)])[y_pred]
     return {
-        "acc": float((mapped == y_true).mean()),
+        "acc": _matched_fraction(y_true, y_pred, mapping),
         "nmi": float(normalized_mutual_info_score(y_true, y_pred)),
         "ari": float(adjusted_rand_score(y_true, y_pred)),
         "mapping": mapping,

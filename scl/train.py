@@ -410,7 +410,8 @@ class Trainer:
             metrics.update(acc=m["acc"], nmi=m["nmi"], ari=m["ari"], mapping={str(k): v for k, v in m["mapping"].items()})
             tasks = {}
             for task in self.model.num_clusters:
-                mt = evaluate(self.labels_true, assign[f"pred_{task}"])
+                # the target task's assignment is `pred` itself: reuse its scores
+                mt = m if task == "target" else evaluate(self.labels_true, assign[f"pred_{task}"])
                 tasks[task] = {k: mt[k] for k in ("acc", "nmi", "ari")}
             if self.model.num_clusters:
                 metrics["tasks"] = tasks
