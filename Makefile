@@ -22,7 +22,8 @@ $(STAMP): requirements.lock pyproject.toml
 # the main job: the experiment set named in params.yaml (digits: the whole paper programme
 # in miniature, Tables 1-3 and Figures 3-6), then the tables are printed
 run: pipeline
-	@for t in results/tables/table1.md results/tables/table2.md results/tables/table3.md; do echo; cat $$t; done
+	@set_name=$(or $(SET),$$($(BIN)/python -c 'import yaml; print(yaml.safe_load(open("params.yaml"))["experiment_set"])')); \
+	for t in results/tables/$$set_name/table*.md; do echo; cat $$t; done
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -4,7 +4,7 @@
   scl train --dataset D         one SCL run (variant, seed, overrides), resumable
   scl baseline METHOD --dataset D   K-means / SC / AC / NMF on raw pixels
   scl table {table1,table2,table3}  reproduced numbers beside the paper's (md, csv, tex)
-  scl figure {fig3,fig4,fig5,fig6,curves}   figures as PNG
+  scl figure {fig3,fig4,fig5,fig6,curves,confusion}   figures as PNG
   scl bench                     throughput: SCL vs MoCo step, batched vs PIL augmentation
 Exit codes: 0 done, 2 bad input (settings, data), 3 training failed.
 """

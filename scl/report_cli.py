@@ -3,7 +3,7 @@
   scl table {table1,table2,table3} [--runs results/runs] [--baselines results/baselines]
             [--out results/tables/<name>] [--datasets D ...] [--extra-reported CSV ...]
       writes <out>.md, <out>.csv, <out>.tex and prints the markdown
-  scl figure {fig3,fig4,fig5,fig6,curves} [--runs results/runs] [--out results/figures/<name>.png]
+  scl figure {fig3,fig4,fig5,fig6,curves,confusion} [--runs results/runs] [--out results/figures/<name>.png]
             [--dataset D] [--datasets D ...] [--seed S] [--variant V] [--data NPZ]
 
 Wired into scl/cli.py by `add_table_parser(sub)` / `add_figure_parser(sub)`; building the
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 TABLES = ("table1", "table2", "table3")
-FIGURES = ("fig3", "fig4", "fig5", "fig6", "curves")
+FIGURES = ("fig3", "fig4", "fig5", "fig6", "curves", "confusion")
 
 
 def add_table_parser(subparsers) -> argparse.ArgumentParser:
@@ -73,7 +73,7 @@ def add_figure_parser(subparsers) -> argparse.ArgumentParser:
         "figure", help="Figure 3, 4, 5, 6 or training curves (PNG)",
         description="fig3/fig4: ACC bars per dataset over the ablation variants; fig5: UMAP of one run's features "
                     "(init / trained); fig6: most and least confident images per cluster; curves: log.jsonl of "
-                    "every seed of one dataset/variant.",
+                    "every seed of one dataset/variant; confusion: classes x clusters of one run.",
     )
     p.add_argument("name", choices=FIGURES)
     p.add_argument("--runs", default="results/runs", help="training runs (default: results/runs)")
@@ -95,7 +95,7 @@ def run_figure(args) -> int:
     from scl.report import ReportError
     from scl.report.figures import make_figure, save_png
 
-    if args.name in ("fig5", "fig6", "curves") and not args.dataset:
+    if args.name in ("fig5", "fig6", "curves", "confusion") and not args.dataset:
         print(f"scl figure {args.name}: error: --dataset is required", file=sys.stderr)
         return 2
     out = Path(args.out or f"results/figures/{args.name}.png")

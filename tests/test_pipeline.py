@@ -9,6 +9,7 @@
 Uses the snakemake and dvc of this interpreter's environment (the project's .venv).
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -99,9 +100,11 @@ def test_smoke_set_makes_every_table_and_figure(smoke_repo):
     repo = smoke_repo
     for table in ("table1", "table2", "table3"):
         for ext in ("md", "csv", "tex"):
-            assert (repo / "results" / "tables" / f"{table}.{ext}").stat().st_size > 0
-    for fig in ("fig3", "fig4", "fig5_digits", "fig6_digits", "curves_digits"):
-        assert (repo / "results" / "figures" / f"{fig}.png").stat().st_size > 0
+            assert (repo / "results" / "tables" / "smoke" / f"{table}.{ext}").stat().st_size > 0
+    for fig in ("fig3", "fig4", "fig5_digits", "fig6_digits", "curves_digits", "confusion_digits"):
+        assert (repo / "results" / "figures" / "smoke" / f"{fig}.png").stat().st_size > 0
+    # what a set reports lives under its name: another set's tables are never overwritten
+    assert not list((repo / "results" / "tables").glob("*.md"))
     runs = repo / "results" / "runs" / "digits"
     for variant, seeds in {"scl": (0, 1), "moco": (0, 1), "no_reweight": (0,), "no_cross_cluster": (0,),
                            "no_online_cd": (0,), "target_only": (0,), "under_only": (0,),
@@ -114,8 +117,10 @@ def test_smoke_set_makes_every_table_and_figure(smoke_repo):
             assert (repo / "benchmarks" / "train" / "digits" / variant / f"seed{seed}.tsv").exists()
     for method in ("kmeans", "spectral", "agglomerative", "nmf"):
         assert (repo / "results" / "baselines" / "digits" / method / "seed0" / "metrics.json").exists()
-    assert (repo / "results" / "metrics" / "runs" / "digits" / "scl" / "mean.json").exists()
-    assert (repo / "results" / "plots" / "digits" / "scl" / "seed0.csv").exists()
+    assert (repo / "results" / "metrics" / "smoke" / "runs" / "digits" / "scl" / "mean.json").exists()
+    assert (repo / "results" / "plots" / "smoke" / "digits" / "scl" / "seed0.csv").exists()
+    summary = json.loads((repo / "results" / "summaries" / "smoke.json").read_text())
+    assert summary["experiment_set"] == "smoke" and "mean" in summary["runs"]["digits"]["scl"]
 
     # everything is up to date, by the default target and by name
     assert nothing_to_do(repo, *SMOKE)
@@ -123,7 +128,7 @@ def test_smoke_set_makes_every_table_and_figure(smoke_repo):
 
     # one ablation target redoes only what it needs: its table, no training
     for ext in ("md", "csv", "tex"):
-        (repo / "results" / "tables" / f"table3.{ext}").unlink()
+        (repo / "results" / "tables" / "smoke" / f"table3.{ext}").unlink()
     p = run(repo, SNAKEMAKE, "-n", "ablation_table3", *SMOKE)
     assert "table " in p.stdout and "train " not in p.stdout, p.stdout
     run(repo, SNAKEMAKE, "--cores", "2", "ablation_table3", *SMOKE)
@@ -145,7 +150,7 @@ def test_dvc_push_clone_pull_finds_nothing_to_retrain(smoke_repo, tmp_path):
     run(repo, "git", "commit", "-qm", "smoke results")
     assert (repo / "results" / ".gitignore").read_text().strip() == "/runs"
     tracked = run(repo, "git", "ls-files").stdout.split()
-    assert "dvc.lock" in tracked and "results/tables/table1.md" in tracked
+    assert "dvc.lock" in tracked and "results/tables/smoke/table1.md" in tracked
     assert not any(f.endswith((".pt", ".npz")) for f in tracked)
     run(repo, DVC, "remote", "modify", "--local", "local", "url", remote)
     run(repo, DVC, "push", "-q")
@@ -167,8 +172,8 @@ def test_dvc_push_clone_pull_finds_nothing_to_retrain(smoke_repo, tmp_path):
 
     # the numbers are there for DVC too
     metrics = run(clone, DVC, "metrics", "show", "--md").stdout
-    assert "results/metrics/runs/digits/scl/seed0.json" in metrics
-    assert "results/metrics/baselines/digits/kmeans/seed0.json" in metrics
+    assert "results/metrics/smoke/runs/digits/scl/seed0.json" in metrics
+    assert "results/metrics/smoke/baselines/digits/kmeans/seed0.json" in metrics
 
 
 # ------------------------------------------------------------------ bad settings

@@ -183,7 +183,7 @@ def fig_runs(tmp_path):
     return runs, data
 
 
-@pytest.mark.parametrize("name", ["fig3", "fig4", "curves", "fig6"])
+@pytest.mark.parametrize("name", ["fig3", "fig4", "curves", "fig6", "confusion"])
 def test_figures_write_png(fig_runs, tmp_path, name):
     runs, data = fig_runs
     out = tmp_path / f"figs/{name}.png"
@@ -192,6 +192,32 @@ def test_figures_write_png(fig_runs, tmp_path, name):
     blob = out.read_bytes()
     assert blob.startswith(PNG_MAGIC) and len(blob) > 2000
     assert not list(out.parent.glob("*.tmp"))
+
+
+def test_confusion_matrix_hand_computed():
+    from scl.report.figures import confusion_matrix
+
+    # class 0 -> cluster 2 (3 of 4), class 1 -> cluster 0 (2 of 3), class 2 -> cluster 5 (its only member);
+    # cluster 1 matches no class and comes last
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 2])
+    pred = np.array([2, 2, 2, 1, 0, 0, 2, 5])
+    counts, classes, order = confusion_matrix(labels, pred)
+    assert classes == [0, 1, 2] and order == [2, 0, 5, 1]
+    assert counts.tolist() == [[3, 0, 0, 1],
+                               [1, 2, 0, 0],
+                               [0, 0, 1, 0]]
+    # the diagonal of the matched block is the ACC numerator
+    assert np.trace(counts[:, :3]) == 6
+
+
+def test_confusion_needs_labels(fig_runs, tmp_path, capsys):
+    runs, data = fig_runs
+    a = dict(np.load(runs / "digits/scl/seed0/assignments.npz"))
+    a["labels"] = np.full_like(a["labels"], -1)
+    np.savez(runs / "digits/scl/seed0/assignments.npz", **a)
+    out = tmp_path / "c.png"
+    assert main(["figure", "confusion", "--runs", str(runs), "--out", str(out), "--dataset", "digits"]) == 2
+    assert "no class labels" in capsys.readouterr().err and not out.exists()
 
 
 def test_fig5_umap(fig_runs, tmp_path):

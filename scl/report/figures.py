@@ -5,6 +5,7 @@
   fig5    UMAP of the feature spaces at initialisation and after training, coloured by class
   fig6    per cluster, the 8 most and 8 least confident images, correct (green) or wrong (red)
   curves  loss terms and ACC per epoch for every seed of one dataset/variant
+  confusion  classes x clusters of one run (clusters in Hungarian order): which classes merge
 
 Each `figure_*` function takes the folders it reads, raises ReportError naming a missing
 file and the command that makes it, and returns the PNG bytes; `save_png` writes them
@@ -21,7 +22,7 @@ import numpy as np
 from scl.report import ReportError
 from scl.report.collect import collect_runs, order_datasets, summarise
 
-FIGURES = ("fig3", "fig4", "fig5", "fig6", "curves")
+FIGURES = ("fig3", "fig4", "fig5", "fig6", "curves", "confusion")
 DPI = 150
 FIG3_VARIANTS = {"moco": "MoCo", "no_cross_cluster": "w/o cross-cluster ID", "no_online_cd": "w/o online CD",
                  "scl": "SCL"}
@@ -313,6 +314,59 @@ def figure_curves(runs_dir, dataset: str | None, variant: str = "scl") -> bytes:
     return _png(fig)
 
 
+# ---------------------------------------------------------------------------- confusion
+def confusion_matrix(labels: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, list[int], list[int]]:
+    """Counts classes x clusters, and the cluster order of the columns: the cluster the
+    Hungarian map gives each class first (in class order), then the unmatched clusters."""
+    from scl.metrics import evaluate
+
+    classes = np.unique(labels).tolist()
+    clusters = np.unique(pred).tolist()
+    mapping = evaluate(labels, pred)["mapping"]  # cluster -> class
+    by_class = {cls: c for c, cls in mapping.items()}
+    order = [by_class[k] for k in classes if k in by_class]
+    order += [c for c in clusters if c not in order]
+    counts = np.zeros((len(classes), len(order)), np.int64)
+    row, col = {k: i for i, k in enumerate(classes)}, {c: j for j, c in enumerate(order)}
+    np.add.at(counts, (np.array([row[k] for k in labels.tolist()]), np.array([col[c] for c in pred.tolist()])), 1)
+    return counts, classes, order
+
+
+def figure_confusion(runs_dir, dataset: str | None, seed: int = 0, data=None, variant: str = "scl") -> bytes:
+    run = _run_dir(runs_dir, dataset, variant, seed)
+    a = _load_npz(_need(run / "assignments.npz", _train_cmd(dataset, variant, seed)))
+    pred = a["pred"].astype(np.int64)
+    labels = a.get("labels", np.full(len(pred), -1)).astype(np.int64)
+    if not len(labels) or (labels < 0).any():
+        raise ReportError(f"{run}/assignments.npz has no class labels (unlabelled data); a confusion matrix needs them")
+    names = None
+    data_path = Path(data or f"data/prepared/{dataset}.npz")
+    if data_path.exists():
+        from scl.data.prepared import load_prepared
+
+        names = [str(n) for n in load_prepared(data_path).class_names]
+    counts, classes, order = confusion_matrix(labels, pred)
+    frac = counts / np.maximum(counts.sum(1, keepdims=True), 1)  # row-normalised: where each class goes
+    plt = _plt()
+    n = max(len(classes), len(order))
+    fig, ax = plt.subplots(figsize=(0.55 * len(order) + 2.5, 0.45 * len(classes) + 1.5))
+    ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    if n <= 30:
+        for i in range(len(classes)):
+            for j in range(len(order)):
+                if counts[i, j]:
+                    ax.text(j, i, f"{frac[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                            color="white" if frac[i, j] > 0.6 else "black")
+        ax.set_yticks(range(len(classes)), [names[k] if names and k < len(names) else str(k) for k in classes],
+                      fontsize=7)
+        ax.set_xticks(range(len(order)), [str(c) for c in order], fontsize=7)
+    ax.set_xlabel("cluster (in the order of the Hungarian class match)", fontsize=8)
+    ax.set_ylabel("class", fontsize=8)
+    acc = np.trace(counts[:, : len(classes)]).item() / max(counts.sum().item(), 1)
+    ax.set_title(f"{dataset} ({variant}, seed {seed}): share of each class per cluster; ACC {acc:.3f}", fontsize=9)
+    return _png(fig)
+
+
 def make_figure(name: str, runs_dir, dataset=None, seed: int = 0, data=None, variant=None, datasets=None,
                 max_points: int = UMAP_MAX_POINTS, seeds=None) -> bytes:
     if name == "fig3":
@@ -325,4 +379,6 @@ def make_figure(name: str, runs_dir, dataset=None, seed: int = 0, data=None, var
         return figure6(runs_dir, dataset, seed, data, variant or "scl")
     if name == "curves":
         return figure_curves(runs_dir, dataset, variant or "scl")
+    if name == "confusion":
+        return figure_confusion(runs_dir, dataset, seed, data, variant or "scl")
     raise ReportError(f"unknown figure {name!r}; choose one of: {', '.join(FIGURES)}")

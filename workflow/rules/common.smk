@@ -45,6 +45,14 @@ if SET_NAME not in config.get("experiment_sets", {}):
         f"defined: {', '.join(config.get('experiment_sets', {})) or '(none)'}"
     )
 ES = config["experiment_sets"][SET_NAME]
+# Runs and baselines are shared by every set (results/runs, results/baselines); what a set
+# reports (tables, figures, metrics, curves, summary) goes under its own name, so running
+# the fashion set never overwrites the digits tables.
+TABLES_DIR = f"results/tables/{SET_NAME}"
+FIGURES_DIR = f"results/figures/{SET_NAME}"
+METRICS_DIR = f"results/metrics/{SET_NAME}"
+PLOTS_DIR = f"results/plots/{SET_NAME}"
+SUMMARY = f"results/summaries/{SET_NAME}.json"
 DATASETS = list(ES["datasets"])
 SEEDS = list(ES["seeds"])
 ABLATION_SEEDS = list(ES.get("ablation_seeds", SEEDS))
@@ -255,13 +263,13 @@ def baseline_args(wildcards):
 
 # ------------------------------------------------------------------ tables and figures
 def table_outputs(name):
-    return [f"results/tables/{name}.{ext}" for ext in ("md", "csv", "tex")]
+    return [f"{TABLES_DIR}/{name}.{ext}" for ext in ("md", "csv", "tex")]
 
 
 def figure_outputs(name):
     if name in ("fig3", "fig4"):
-        return [f"results/figures/{name}.png"] if product_datasets(name) else []
-    return [f"results/figures/{name}_{d}.png" for d in product_datasets(name)]
+        return [f"{FIGURES_DIR}/{name}.png"] if product_datasets(name) else []
+    return [f"{FIGURES_DIR}/{name}_{d}.png" for d in product_datasets(name)]
 
 
 def set_figures():
@@ -309,7 +317,7 @@ def figure_runs(wildcards):
 
 
 def all_outputs():
-    out = set_runs() + set_figures() + ["results/metrics_summary.json"]
+    out = set_runs() + set_figures() + [SUMMARY]
     for name in set_tables():
         out += table_outputs(name)
     return out

@@ -7,21 +7,21 @@ rule table:
     input:
         table_inputs,
     output:
-        md="results/tables/{table}.md",
+        md=f"{TABLES_DIR}/{{table}}.md",
         csv=report(
-            "results/tables/{table}.csv",
+            f"{TABLES_DIR}/{{table}}.csv",
             caption="../report/table.rst",
             category="Tables",
             labels={"table": "{table}"},
         ),
-        tex="results/tables/{table}.tex",
+        tex=f"{TABLES_DIR}/{{table}}.tex",
     params:
         args=table_args,
         prefix=lambda wildcards, output: output.md.removesuffix(".md"),
     wildcard_constraints:
         table="table1|table2|table3",
     log:
-        "logs/report/{table}.log",
+        f"logs/report/{SET_NAME}/{{table}}.log",
     conda:
         "../envs/scl.yaml"
     shell:
@@ -36,7 +36,7 @@ rule figure_ablation:
         lambda wildcards: product_runs(wildcards.figure),
     output:
         png=report(
-            "results/figures/{figure}.png",
+            f"{FIGURES_DIR}/{{figure}}.png",
             caption="../report/figure.rst",
             category="Figures",
             labels={"figure": "{figure}", "dataset": "ablation datasets"},
@@ -47,7 +47,7 @@ rule figure_ablation:
     wildcard_constraints:
         figure="fig3|fig4",
     log:
-        "logs/report/{figure}.log",
+        f"logs/report/{SET_NAME}/{{figure}}.log",
     conda:
         "../envs/scl.yaml"
     shell:
@@ -63,7 +63,7 @@ rule figure_dataset:
         data="data/prepared/{dataset}.npz",
     output:
         png=report(
-            "results/figures/{figure}_{dataset}.png",
+            f"{FIGURES_DIR}/{{figure}}_{{dataset}}.png",
             caption="../report/figure.rst",
             category="Figures",
             labels={"figure": "{figure}", "dataset": "{dataset}"},
@@ -71,9 +71,9 @@ rule figure_dataset:
     params:
         seed=figure_seed(),
     wildcard_constraints:
-        figure="fig5|fig6|curves",
+        figure="fig5|fig6|curves|confusion",
     log:
-        "logs/report/{figure}_{dataset}.log",
+        f"logs/report/{SET_NAME}/{{figure}}_{{dataset}}.log",
     conda:
         "../envs/scl.yaml"
     shell:
@@ -88,13 +88,13 @@ rule metrics_summary:
         runs=set_runs(),
         baselines=set_baselines(),
     output:
-        summary="results/metrics_summary.json",
-        metrics=directory("results/metrics"),
-        plots=directory("results/plots"),
+        summary=SUMMARY,
+        metrics=directory(METRICS_DIR),
+        plots=directory(PLOTS_DIR),
     params:
         experiment_set=SET_NAME,
     log:
-        "logs/report/metrics_summary.log",
+        f"logs/report/{SET_NAME}/metrics_summary.log",
     conda:
         "../envs/scl.yaml"
     script:
