@@ -104,6 +104,18 @@ def test_fashion_upstream_download_path_uses_md5_of_gz(tmp_path):
     assert (tmp_path / "raw" / "fashion-mnist" / "train-images-idx3-ubyte.gz").exists()
 
 
+def test_fashion_without_debian_copy_or_network_names_both_fixes(tmp_path):
+    def offline(url, dest):
+        raise OSError("network is unreachable")
+
+    with pytest.raises(DataError) as e:
+        idx.fashion_source(tmp_path / "raw", fetch=offline, debian_dir=tmp_path / "no-debian")
+    msg = str(e.value)
+    assert "could not download" in msg and "network is unreachable" in msg
+    assert "apt-get install dataset-fashion-mnist" in msg and str(tmp_path / "no-debian") in msg
+    assert not list((tmp_path / "raw").rglob("*.part"))  # nothing half-written left behind
+
+
 @pytest.mark.skipif(not idx.DEBIAN_FASHION_DIR.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
 def test_fashion_from_debian_files():
     folder, origin = idx.fashion_source("unused-raw-dir", download=False)

@@ -159,5 +159,12 @@ def fashion_source(raw_dir: str | os.PathLike, download: bool = True, fetch: Fet
         debian_dir = Path(debian_dir)
         if all((debian_dir / Path(r.filename).name).is_file() for r in resources):
             return debian_dir, "debian"
-    paths = [ensure_file(r, raw_dir, download, fetch) for r in resources]
+    try:
+        paths = [ensure_file(r, raw_dir, download, fetch) for r in resources]
+    except DataError as e:
+        if debian_dir is None:
+            raise
+        # machines without internet access may still reach the Debian mirrors
+        raise DataError(f"{e} Or, on Debian/Ubuntu: `sudo apt-get install dataset-fashion-mnist` puts the files "
+                        f"in {debian_dir}, where `scl prepare fashion` finds them without a download.") from e
     return paths[0].parent, "upstream"
