@@ -5,6 +5,7 @@
   scl baseline METHOD --dataset D   K-means / SC / AC / NMF on raw pixels
   scl table {table1,table2,table3}  reproduced numbers beside the paper's (md, csv, tex)
   scl figure {fig3,fig4,fig5,fig6,curves,confusion}   figures as PNG
+  scl diagnose --dataset D      head vs K-means vs k-NN probe on the features, per-class recall
   scl bench                     throughput: SCL vs MoCo step, batched vs PIL augmentation
 Exit codes: 0 done, 2 bad input (settings, data), 3 training failed.
 """
@@ -83,11 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:  # pragma: no cover - data layer not installed
         pass
     from scl.baselines import add_baseline_parser
-    from scl.report_cli import add_figure_parser, add_table_parser
+    from scl.report_cli import add_diagnose_parser, add_figure_parser, add_table_parser
 
     add_baseline_parser(sub)
     add_table_parser(sub)
     add_figure_parser(sub)
+    add_diagnose_parser(sub)
     from scl.bench import add_bench_parser
 
     add_bench_parser(sub)
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         from scl.data.cli import run_prepare
 
         return run_prepare(args)
-    if args.command in ("baseline", "table", "figure", "bench"):
+    if args.command in ("baseline", "table", "figure", "diagnose", "bench"):
         return args.func(args)
     parser.error(f"unknown command {args.command}")
     return 2

@@ -5,8 +5,10 @@
       writes <out>.md, <out>.csv, <out>.tex and prints the markdown
   scl figure {fig3,fig4,fig5,fig6,curves,confusion} [--runs results/runs] [--out results/figures/<name>.png]
             [--dataset D] [--datasets D ...] [--seed S] [--variant V] [--data NPZ]
+  scl diagnose --dataset D [--runs results/runs] [--variants V ...] [--seeds S ...] [--out PREFIX]
+      head vs K-means vs k-NN probe on each run's features, per-class recall: <out>.md, <out>.json
 
-Wired into scl/cli.py by `add_table_parser(sub)` / `add_figure_parser(sub)`; building the
+Wired into scl/cli.py by `add_table_parser(sub)` / `add_figure_parser(sub)` / `add_diagnose_parser(sub)`; building the
 parsers imports neither pandas nor matplotlib. Exit status 2 (and the reason on stderr)
 for a missing input, which names the file and the command that makes it.
 """
@@ -110,4 +112,56 @@ def run_figure(args) -> int:
         return 2
     save_png(out, png)
     print(f"scl figure {args.name}: wrote {out}", file=sys.stderr)
+    return 0
+
+
+def add_diagnose_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "diagnose", help="what limits a dataset's clustering: head vs K-means vs a k-NN probe, per-class recall",
+        description="For each finished run: its own ACC/NMI/ARI, K-means on its backbone features, the "
+                    "leave-one-out k-NN accuracy of those features (a supervised probe) and per-class recall.",
+    )
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--runs", default="results/runs", help="training runs (default: results/runs)")
+    p.add_argument("--variants", nargs="+", default=["scl"], metavar="V", help="default: scl")
+    p.add_argument("--seeds", nargs="+", type=int, metavar="S", help="default: every finished seed")
+    p.add_argument("--data", help="prepared .npz: class names and the raw-pixel reference row "
+                   "(default: data/prepared/<dataset>.npz)")
+    p.add_argument("--no-pixels", action="store_true", help="leave out the raw-pixel reference row")
+    p.add_argument("--out", help="output path without suffix (default: results/tables/diagnosis_<dataset>)")
+    p.set_defaults(func=run_diagnose)
+    return p
+
+
+def run_diagnose(args) -> int:
+    import json
+
+    from scl.io import atomic_write_text
+    from scl.report import ReportError
+    from scl.report.diagnose import diagnose, diagnose_pixels, render_markdown
+
+    try:
+        rows = diagnose(args.runs, args.dataset, args.variants, args.seeds)
+    except ReportError as e:
+        print(f"scl diagnose: error: {e}", file=sys.stderr)
+        return 2
+    names, pixels = None, None
+    data = Path(args.data or f"data/prepared/{args.dataset}.npz")
+    if data.exists():
+        from scl.data.prepared import load_prepared
+
+        prepared = load_prepared(data)
+        names = [str(n) for n in prepared.class_names]
+        if not args.no_pixels and prepared.has_labels:
+            pixels = diagnose_pixels(prepared.images, prepared.labels)
+    elif args.data:
+        print(f"scl diagnose: error: {data} does not exist", file=sys.stderr)
+        return 2
+    stem = Path(args.out or f"results/tables/diagnosis_{args.dataset}")
+    text = render_markdown(rows, names, pixels)
+    atomic_write_text(stem.with_name(stem.name + ".md"), text)
+    atomic_write_text(stem.with_name(stem.name + ".json"),
+                      json.dumps({"runs": rows, "raw_pixels": pixels}, indent=2) + "\n")
+    print(text)
+    print(f"scl diagnose: wrote {stem}.md, {stem}.json", file=sys.stderr)
     return 0

@@ -103,6 +103,7 @@ def test_smoke_set_makes_every_table_and_figure(smoke_repo):
             assert (repo / "results" / "tables" / "smoke" / f"{table}.{ext}").stat().st_size > 0
     for fig in ("fig3", "fig4", "fig5_digits", "fig6_digits", "curves_digits", "confusion_digits"):
         assert (repo / "results" / "figures" / "smoke" / f"{fig}.png").stat().st_size > 0
+    assert "k-NN" in (repo / "results" / "tables" / "smoke" / "diagnosis_digits.md").read_text()
     # what a set reports lives under its name: another set's tables are never overwritten
     assert not list((repo / "results" / "tables").glob("*.md"))
     runs = repo / "results" / "runs" / "digits"

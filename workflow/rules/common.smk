@@ -83,6 +83,7 @@ for _k, _v in ES.get("ablations", {}).items():
     _check_datasets(f"ablations.{_k}", _v)
 for _k, _v in ES.get("figures", {}).items():
     _check_datasets(f"figures.{_k}", _v)
+_check_datasets("diagnosis", ES.get("diagnosis", []))
 for _product, _variants in PRODUCT_VARIANTS.items():
     for _variant in _variants:
         if _variant not in config["variants"]:
@@ -121,6 +122,8 @@ def product_datasets(product):
         ds = ES.get("table2", [])
     elif product in ABLATIONS:
         ds = ES.get("ablations", {}).get(product, [])
+    elif product == "diagnosis":
+        ds = ES.get("diagnosis", [])
     else:
         ds = ES.get("figures", {}).get(product, [])
     if product in LABEL_FREE_FIGURES:
@@ -316,8 +319,21 @@ def figure_runs(wildcards):
     return [run_metrics(wildcards.dataset, "scl", figure_seed())]
 
 
+def diagnosis_outputs():
+    return [f"{TABLES_DIR}/diagnosis_{d}.md" for d in product_datasets("diagnosis")]
+
+
+def diagnosis_variants(dataset):
+    """SCL, and MoCo where the set trains it (Table 2): the runs `scl diagnose` reads."""
+    return ["scl"] + (["moco"] if dataset in product_datasets("table2") else [])
+
+
+def diagnosis_runs(wildcards):
+    return [run_metrics(wildcards.dataset, v, s) for v in diagnosis_variants(wildcards.dataset) for s in SEEDS]
+
+
 def all_outputs():
-    out = set_runs() + set_figures() + [SUMMARY]
+    out = set_runs() + set_figures() + diagnosis_outputs() + [SUMMARY]
     for name in set_tables():
         out += table_outputs(name)
     return out

@@ -83,6 +83,30 @@ rule figure_dataset:
         """
 
 
+rule diagnose:
+    input:
+        runs=diagnosis_runs,
+        data="data/prepared/{dataset}.npz",
+    output:
+        md=f"{TABLES_DIR}/diagnosis_{{dataset}}.md",
+        json=f"{TABLES_DIR}/diagnosis_{{dataset}}.json",
+    params:
+        variants=lambda wildcards: " ".join(diagnosis_variants(wildcards.dataset)),
+        seeds=" ".join(map(str, SEEDS)),
+        prefix=lambda wildcards, output: output.md.removesuffix(".md"),
+    log:
+        f"logs/report/{SET_NAME}/diagnosis_{{dataset}}.log",
+    benchmark:
+        f"benchmarks/report/{SET_NAME}/diagnosis_{{dataset}}.tsv"
+    conda:
+        "../envs/scl.yaml"
+    shell:
+        """
+        scl diagnose --dataset {wildcards.dataset} --runs results/runs --variants {params.variants} \
+            --seeds {params.seeds} --data {input.data} --out {params.prefix} > {log} 2>&1
+        """
+
+
 rule metrics_summary:
     input:
         runs=set_runs(),
