@@ -67,3 +67,13 @@ rule fig6:
 rule curves:
     input:
         figure_outputs("curves"),
+
+
+rule confusion:
+    input:
+        figure_outputs("confusion"),
+
+
+rule diagnosis:
+    input:
+        diagnosis_outputs(),
