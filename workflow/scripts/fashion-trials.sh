@@ -2,7 +2,9 @@
 # The short trials behind the fashion block of params.yaml (results/tuning/fashion/README.md).
 # Each trial trains 8 epochs on a class-balanced 20,000-image subset of Fashion-MNIST
 # (2,000 per class, numpy seed 0), seed 0, one thread, two trials at a time on 2 cores.
-# Usage: workflow/scripts/fashion-trials.sh [TRIAL ...]   (default: A C D E F)
+# Trial G is the check after the full runs: the final setting on all 70,000 images, seed 0,
+# with twice the epochs (16), two threads, alone.
+# Usage: workflow/scripts/fashion-trials.sh [TRIAL ...]   (default: A C D E F; G separately)
 # Needs data/prepared/fashion.npz (`scl prepare fashion`). Writes results/tuning/fashion/<trial>/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -31,6 +33,11 @@ declare -A trial=(
 )
 names=("$@"); [ ${#names[@]} -gt 0 ] || names=(A C D E F)
 for t in "${names[@]}"; do
+    if [ "$t" = G ]; then
+        scl train --dataset fashion --seed 0 --out results/tuning/fashion/G --restart --no-progress \
+            --set epochs=16 --set threads=2
+        continue
+    fi
     [ -n "${trial[$t]+x}" ] || { echo "unknown trial $t (known: ${!trial[*]})" >&2; exit 2; }
     # shellcheck disable=SC2086
     scl train --dataset fashion --seed 0 --data "$subset" --out "results/tuning/fashion/$t" --restart \
