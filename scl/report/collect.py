@@ -2,6 +2,7 @@
 
   collect_runs(runs_dir)        <runs>/<dataset>/<variant>/seed<k>/metrics.json   (scl train)
   collect_baselines(dir)        <dir>/<dataset>/<method>/seed<k>/metrics.json     (scl baseline)
+  scan_results(root)            (dataset, name, seed, metrics.json) of every finished result
   summarise(df)                 mean and std over seeds per (dataset, variant|method)
   reported(name)                the paper's numbers, scl/reference/<name>.csv
 
@@ -42,7 +43,7 @@ def _read_metrics(path: Path) -> dict:
         raise ReportError(f"{path} is unreadable ({e}); delete it and run the command that made it again") from e
 
 
-def _scan(root, seeds=None) -> list[tuple[str, str, int, Path]]:
+def scan_results(root, seeds=None) -> list[tuple[str, str, int, Path]]:
     """(dataset, name, seed, metrics.json) under root; only `seeds` when given, so a table
     never depends on which other runs happen to be finished."""
     root = Path(root)
@@ -76,7 +77,7 @@ def collect_runs(runs_dir, seeds=None) -> pd.DataFrame:
     """One row per finished training run: dataset, variant, seed, acc, nmi, ari, and per
     task `<metric>_<task>` (e.g. acc_under), epochs, train_time_s, assignment, n."""
     rows = []
-    for dataset, variant, seed, path in _scan(runs_dir, seeds):
+    for dataset, variant, seed, path in scan_results(runs_dir, seeds):
         m = _read_metrics(path)
         row = {"dataset": dataset, "variant": variant, "seed": seed, "path": str(path.parent)}
         for k in METRICS:
@@ -95,7 +96,7 @@ def collect_runs(runs_dir, seeds=None) -> pd.DataFrame:
 def collect_baselines(baselines_dir, seeds=None) -> pd.DataFrame:
     """One row per baseline result: dataset, method, seed, acc, nmi, ari, n, subsample, time_s."""
     rows = []
-    for dataset, method, seed, path in _scan(baselines_dir, seeds):
+    for dataset, method, seed, path in scan_results(baselines_dir, seeds):
         m = _read_metrics(path)
         row = {"dataset": dataset, "method": method, "seed": seed, "path": str(path.parent)}
         for k in METRICS:

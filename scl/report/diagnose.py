@@ -61,11 +61,18 @@ def class_recall(labels: np.ndarray, pred: np.ndarray) -> dict[int, float]:
     return out
 
 
-def diagnose_run(run_dir: Path, num_clusters: int | None = None, seed: int = 0) -> dict:
+def _readings(x: np.ndarray, labels: np.ndarray, seed: int) -> dict:
+    """K-means (C = number of classes, n_init 10) and the k-NN probe, on L2-normalised rows of x."""
     from sklearn.cluster import KMeans
 
     from scl.metrics import evaluate
 
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    km = evaluate(labels, KMeans(n_clusters=int(labels.max()) + 1, n_init=10, random_state=seed).fit_predict(x))
+    return {"kmeans": {k: float(km[k]) for k in ("acc", "nmi", "ari")}, "knn": knn_accuracy(x, labels)}
+
+
+def diagnose_run(run_dir: Path, seed: int = 0) -> dict:
     metrics_path, feats_path, assign_path = (run_dir / n for n in ("metrics.json", "features.npz", "assignments.npz"))
     for p in (metrics_path, feats_path, assign_path):
         if not p.exists():
@@ -75,43 +82,29 @@ def diagnose_run(run_dir: Path, num_clusters: int | None = None, seed: int = 0) 
     labels = f["labels"].astype(np.int64)
     if not len(labels) or (labels < 0).any():
         raise ReportError(f"{feats_path} has no class labels; the diagnosis needs a labelled dataset")
-    backbone = f["backbone"].astype(np.float32)
-    backbone /= np.maximum(np.linalg.norm(backbone, axis=1, keepdims=True), 1e-12)
-    c = num_clusters or int(labels.max()) + 1
-    km = evaluate(labels, KMeans(n_clusters=c, n_init=10, random_state=seed).fit_predict(backbone))
     pred = np.load(assign_path)["pred"].astype(np.int64)
     return {
         "head": {k: float(metrics[k]) for k in ("acc", "nmi", "ari")},
-        "kmeans": {k: float(km[k]) for k in ("acc", "nmi", "ari")},
-        "knn": knn_accuracy(backbone, labels),
+        **_readings(f["backbone"].astype(np.float32), labels, seed),
         "recall": class_recall(labels, pred),
     }
 
 
 def diagnose_pixels(images: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict:
-    """The same two readings of raw pixels (flattened, scaled to [0, 1], L2-normalised): the
-    reference an encoder should beat."""
-    from sklearn.cluster import KMeans
-
-    from scl.metrics import evaluate
-
+    """The same two readings of raw pixels (flattened, scaled to [0, 1]): the reference an
+    encoder should beat."""
     x = images.reshape(len(images), -1).astype(np.float32) / 255.0
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    labels = np.asarray(labels, np.int64)
-    km = evaluate(labels, KMeans(n_clusters=int(labels.max()) + 1, n_init=10, random_state=seed).fit_predict(x))
-    return {"kmeans": {k: float(km[k]) for k in ("acc", "nmi", "ari")}, "knn": knn_accuracy(x, labels)}
+    return _readings(x, np.asarray(labels, np.int64), seed)
 
 
 def diagnose(runs_dir, dataset: str, variants=("scl",), seeds=None) -> list[dict]:
-    rows = []
-    for variant in variants:
-        base = Path(runs_dir) / dataset / variant
-        found = sorted(base.glob("seed*/metrics.json"), key=lambda p: int(p.parent.name[4:]))
-        for path in found:
-            seed = int(path.parent.name[4:])
-            if seeds is not None and seed not in seeds:
-                continue
-            rows.append({"dataset": dataset, "variant": variant, "seed": seed, **diagnose_run(path.parent, seed=seed)})
+    from scl.report.collect import scan_results
+
+    found = [(v, seed, path) for d, v, seed, path in scan_results(runs_dir, seeds)
+             if d == dataset and v in variants]
+    found.sort(key=lambda t: (list(variants).index(t[0]), t[1]))
+    rows = [{"dataset": dataset, "variant": v, "seed": seed, **diagnose_run(path.parent, seed=seed)}
+            for v, seed, path in found]
     if not rows:
         raise ReportError(f"no finished runs of {', '.join(variants)} under {Path(runs_dir) / dataset}; "
                           f"train them first (snakemake or scl train --dataset {dataset})")

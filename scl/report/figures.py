@@ -318,17 +318,14 @@ def figure_curves(runs_dir, dataset: str | None, variant: str = "scl") -> bytes:
 def confusion_matrix(labels: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, list[int], list[int]]:
     """Counts classes x clusters, and the cluster order of the columns: the cluster the
     Hungarian map gives each class first (in class order), then the unmatched clusters."""
-    from scl.metrics import evaluate
+    from scl.metrics import contingency, hungarian_map
 
     classes = np.unique(labels).tolist()
     clusters = np.unique(pred).tolist()
-    mapping = evaluate(labels, pred)["mapping"]  # cluster -> class
-    by_class = {cls: c for c, cls in mapping.items()}
+    by_class = {cls: c for c, cls in hungarian_map(labels, pred).items()}  # class -> cluster
     order = [by_class[k] for k in classes if k in by_class]
     order += [c for c in clusters if c not in order]
-    counts = np.zeros((len(classes), len(order)), np.int64)
-    row, col = {k: i for i, k in enumerate(classes)}, {c: j for j, c in enumerate(order)}
-    np.add.at(counts, (np.array([row[k] for k in labels.tolist()]), np.array([col[c] for c in pred.tolist()])), 1)
+    counts = contingency(labels, pred)[np.ix_(order, classes)].T  # clusters x classes -> classes x clusters
     return counts, classes, order
 
 
