@@ -36,7 +36,7 @@ SET_ARG  := $(if $(SET),--config experiment_set=$(SET),)
 pipeline: setup
 	$(PIPE_ENV) snakemake --cores $(CORES) all $(SET_ARG)
 
-# record what the pipeline made in dvc.lock and the DVC cache, then upload it to the remote
+# record what the pipeline made in the .dvc files and the DVC cache, then upload it to the remote
 push: setup
 	$(PIPE_ENV) dvc commit -f
 	$(PIPE_ENV) dvc push

@@ -132,6 +132,7 @@ def add_baseline_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_baseline(args) -> int:
     from scl.config import ConfigError, load_params
+    from scl import paths
     from scl.io import atomic_write_json
 
     prog = "scl baseline"
@@ -144,7 +145,7 @@ def run_baseline(args) -> int:
         if args.seed < 0:
             raise BaselineError(f"seed must be non-negative, got {args.seed}")
         k = int(params["datasets"][args.dataset]["num_classes"])
-        data_path = Path(args.data or f"data/prepared/{args.dataset}.npz")
+        data_path = Path(args.data or paths.prepared(args.dataset))
         if not data_path.exists():
             raise BaselineError(f"prepared dataset {data_path} does not exist; create it with "
                                 f"`scl prepare {args.dataset} --out {data_path}`")
@@ -157,9 +158,11 @@ def run_baseline(args) -> int:
     except (BaselineError, ConfigError, FileNotFoundError, ValueError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    out = Path(args.out or f"results/baselines/{args.dataset}/{args.method}/seed{args.seed}/metrics.json")
+    out = Path(args.out or paths.baseline_metrics(args.dataset, args.method, args.seed))
     record["data"] = str(data_path)
-    atomic_write_json(out, record)
+    # the wall-clock time goes beside, not into the result (scl.paths.TIMING)
+    atomic_write_json(out.parent / paths.TIMING, {"time_s": record["time_s"]})
+    atomic_write_json(out, {k: v for k, v in record.items() if k != "time_s"})
     print(f"{prog} {args.method} on {args.dataset}: ACC {record['acc']:.3f} NMI {record['nmi']:.3f} "
           f"ARI {record['ari']:.3f} in {record['time_s']:.1f}s -> {out}", file=sys.stderr)
     print(json.dumps({k: record[k] for k in ("method", "dataset", "seed", "n", "subsample", "acc", "nmi", "ari")}))

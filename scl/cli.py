@@ -18,7 +18,8 @@ import logging
 import sys
 from pathlib import Path
 
-from scl.config import ConfigError, load_params, parse_overrides, resolve
+from scl import paths
+from scl.config import ConfigError, load_params, parse_overrides, resolve, settings_from_json
 
 # datasets that need no download, so `scl train` may prepare them on first use
 LOCAL_DATASETS = ("digits", "fashion")
@@ -26,49 +27,67 @@ LOCAL_DATASETS = ("digits", "fashion")
 
 def _add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train one SCL model (resumes an interrupted run)")
-    p.add_argument("--dataset", required=True, help="a dataset named in params.yaml")
+    p.add_argument("--dataset", help="a dataset named in params.yaml (required unless --settings)")
     p.add_argument("--variant", default="scl", help="a variant named in params.yaml (default: scl)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--params", default="params.yaml", help="settings file (default: params.yaml)")
-    p.add_argument("--data", help="prepared .npz (default: data/prepared/<dataset>.npz)")
-    p.add_argument("--out", help="run folder (default: results/runs/<dataset>/<variant>/seed<seed>)")
+    p.add_argument("--settings", metavar="JSON", help="the run's resolved settings as JSON (what the workflow "
+                   "passes: scl.config.settings_to_json); replaces --dataset/--variant/--seed/--params/--set")
+    p.add_argument("--data", help=f"prepared .npz (default: {paths.prepared('<dataset>')})")
+    p.add_argument("--out", help="run folder (default: "
+                   f"{paths.run_dir(paths.runs_root(), '<dataset>', '<variant>', '<seed>')})")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a training setting, e.g. --set epochs=5")
     p.add_argument("--restart", action="store_true", help="discard an existing checkpoint and start afresh")
+    p.add_argument("--restart-if-changed", action="store_true", help="discard a checkpoint of other settings or "
+                   "code (scl.config.run_identity) instead of stopping; resume one of the same")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
 
 
 def run_train(args) -> int:
     try:
-        params = load_params(args.params)
-        settings = resolve(params, args.dataset, args.variant, args.seed, parse_overrides(args.set))
+        if args.settings:
+            settings = settings_from_json(args.settings)
+        elif args.dataset:
+            params = load_params(args.params)
+            settings = resolve(params, args.dataset, args.variant, args.seed, parse_overrides(args.set))
+        else:
+            raise ConfigError("give --dataset (settings from params.yaml) or --settings JSON")
     except ConfigError as e:
         print(f"scl train: {e}", file=sys.stderr)
         return 2
-    out = Path(args.out or f"results/runs/{args.dataset}/{args.variant}/seed{args.seed}")
+    dataset, variant, seed = settings.dataset.name, settings.variant, settings.seed
+    out = Path(args.out or paths.run_dir(paths.runs_root(), dataset, variant, seed))
     if (out / "metrics.json").exists() and not args.restart:
         print(f"scl train: {out} is already complete (metrics.json exists); pass --restart to train again", file=sys.stderr)
         print(json.dumps(json.loads((out / "metrics.json").read_text()), indent=2))
         return 0
-    data_path = Path(args.data or f"data/prepared/{args.dataset}.npz")
+    data_path = Path(args.data or paths.prepared(dataset))
     from scl.data.prepared import load_prepared
-    from scl.train import TrainingError, train
+    from scl.train import CheckpointMismatch, TrainingError, train
 
     try:
-        if not data_path.exists() and args.data is None and args.dataset in LOCAL_DATASETS:
+        if not data_path.exists() and args.data is None and dataset in LOCAL_DATASETS:
             from scl.data.registry import prepare
 
-            prepare(args.dataset, data_path)
+            prepare(dataset, data_path)
         data = load_prepared(data_path)
     except (FileNotFoundError, ValueError) as e:
         print(f"scl train: {e}", file=sys.stderr)
         return 2
     try:
-        metrics = train(settings, data, out, progress=not args.no_progress, restart=args.restart)
+        try:
+            metrics = train(settings, data, out, progress=not args.no_progress, restart=args.restart)
+        except CheckpointMismatch as e:
+            if not args.restart_if_changed:
+                raise
+            print(f"scl train: {e}: starting afresh (--restart-if-changed)", file=sys.stderr)
+            metrics = train(settings, data, out, progress=not args.no_progress, restart=True)
     except TrainingError as e:
         print(f"scl train: {e}", file=sys.stderr)
         return 3
     summary = {k: metrics[k] for k in ("acc", "nmi", "ari") if k in metrics}
-    print(json.dumps({"out": str(out), **summary, "train_time_s": round(metrics["train_time_s"], 1)}))
+    timing = json.loads((out / paths.TIMING).read_text())
+    print(json.dumps({"out": str(out), **summary, "train_time_s": round(timing["train_time_s"], 1)}))
     return 0
 
 

@@ -173,3 +173,96 @@ def resolve(params: dict, dataset: str, variant: str = "scl", seed: int = 0, ove
         raise ConfigError(f"memory_size {train.memory_size} gives empty banks for {c} clusters; use at least {c - 1}")
     dataset_settings = DatasetSettings(name=dataset, **{k: v for k, v in ds.items() if k != "train"})
     return RunSettings(dataset=dataset_settings, variant=variant, seed=seed, train=train, overrides=dict(overrides or {}))
+
+
+# ------------------------------------------------------------------ run identity
+# What defines a run, decided once here and used by the trainer's resume check
+# (scl/train.py) and by the workflow's rerun trigger (scl/experiments.py -> train.smk).
+#
+# Execution settings say how the computation runs, not what it computes: an interrupted run
+# may be resumed with other values, and changing them does not retrain. amp / channels_last /
+# compile change the numerics slightly (rounding), as a change of device does; the method is
+# the same. Every other setting is a method setting.
+EXECUTION_SETTINGS = frozenset({"device", "threads", "eval_batch_size", "amp", "channels_last", "compile"})
+METHOD_SETTINGS = tuple(k for k in TRAIN_KEYS if k not in EXECUTION_SETTINGS)
+
+# The code that computes a run: every module of the package except those that only prepare
+# data (the prepared .npz is the run's input), score baselines, benchmark or report. A new
+# training module is included by itself; a change to any included file retrains.
+NOT_TRAINING_CODE = ("data/", "report/", "reference/", "report_cli.py", "bench.py", "baselines.py", "paths.py",
+                     "experiments.py")
+
+
+def method_settings(settings: RunSettings) -> dict:
+    """The settings that define a run's result: dataset, variant, seed, method settings."""
+    d = settings.to_dict()
+    d["train"] = {k: v for k, v in d["train"].items() if k not in EXECUTION_SETTINGS}
+    d["train"]["tasks"] = list(d["train"]["tasks"])
+    d.pop("overrides", None)  # already merged into `train`
+    return d
+
+
+def code_digest(exclude: tuple[str, ...] = NOT_TRAINING_CODE, include: tuple[str, ...] | None = None) -> str:
+    """sha256 (16 hex digits) of the package's source files (.py, .json, .csv): all but `exclude`,
+    or only `include`. Paths are relative to the package; a trailing / names a folder."""
+    import hashlib
+
+    def matches(rel: str, parts: tuple[str, ...]) -> bool:
+        return any(rel.startswith(p) if p.endswith("/") else rel == p for p in parts)
+
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.suffix not in (".py", ".json", ".csv") or "__pycache__" in rel:
+            continue
+        if (include is not None and not matches(rel, include)) or (include is None and matches(rel, exclude)):
+            continue
+        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def run_identity(settings: RunSettings) -> dict:
+    """A run's identity: its method settings and a digest of the code that computes it.
+    Two runs with equal identities compute the same thing (a checkpoint of one resumes the other)."""
+    return {"settings": method_settings(settings), "code": code_digest()}
+
+
+def identity_digest(settings: RunSettings) -> str:
+    """sha256 (16 hex digits) of `run_identity`: the workflow's rerun trigger."""
+    import hashlib
+
+    blob = json.dumps(run_identity(settings), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def settings_to_json(settings: RunSettings) -> str:
+    """The resolved settings as one line of JSON: what the workflow hands to `scl train --settings`."""
+    return json.dumps(settings.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def settings_from_json(text: str, source: str = "--settings") -> RunSettings:
+    """Inverse of `settings_to_json`, checked against the same schema as params.yaml's train block."""
+    try:
+        d = json.loads(text)
+        train, dataset = dict(d["train"]), dict(d["dataset"])
+        variant, seed = d["variant"], d["seed"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{source}: not the JSON of resolved run settings ({e}); "
+                          "the workflow writes it with scl.config.settings_to_json") from None
+    train_schema = {"$defs": load_schema()["$defs"], "$ref": "#/$defs/train"}
+    errors = list(jsonschema.Draft202012Validator(train_schema).iter_errors(train))
+    if errors:
+        raise ConfigError("\n".join(_format_schema_error(e, source) for e in errors))
+    missing = [k for k in TRAIN_KEYS if k not in train]
+    if missing:
+        raise ConfigError(f"{source}: train is missing {', '.join(missing)}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{source}: seed must be a non-negative integer, got {seed!r}")
+    try:
+        ds = DatasetSettings(**dataset)
+    except TypeError as e:
+        raise ConfigError(f"{source}: dataset block: {e}") from None
+    return RunSettings(dataset=ds, variant=variant, seed=seed,
+                       train=TrainSettings(**{**train, "tasks": tuple(train["tasks"])}),
+                       overrides=dict(d.get("overrides") or {}))

@@ -19,8 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
-TABLES = ("table1", "table2", "table3")
-FIGURES = ("fig3", "fig4", "fig5", "fig6", "curves", "confusion")
+from scl import paths
+from scl.experiments import FIGURES, TABLES
 
 
 def add_table_parser(subparsers) -> argparse.ArgumentParser:
@@ -146,7 +146,7 @@ def run_diagnose(args) -> int:
         print(f"scl diagnose: error: {e}", file=sys.stderr)
         return 2
     names, pixels = None, None
-    data = Path(args.data or f"data/prepared/{args.dataset}.npz")
+    data = Path(args.data or paths.prepared(args.dataset))
     if data.exists():
         from scl.data.prepared import load_prepared
 

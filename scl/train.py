@@ -34,24 +34,28 @@ from tqdm import tqdm
 
 from scl import pseudo_labels as pl
 from scl.augment import build_augment, build_eval_transform
-from scl.config import RunSettings
+from scl.config import RunSettings, run_identity
 from scl.data.prepared import PreparedData
 from scl.io import atomic_savez, atomic_torch_save, atomic_write_json, write_jsonl
+from scl.paths import TIMING
 from scl.metrics import evaluate
 from scl.models.scl_model import SCLConfig, SCLModel
 from scl.schedules import lr_schedule
 
 log = logging.getLogger("scl.train")
 
-# settings that may change between an interrupted run and its resumption: how the
-# computation runs, not what it computes. amp / channels_last / compile change the
-# numerics slightly (rounding), as a change of device does; the method is the same.
-RESUMABLE_CHANGES = {"device", "threads", "eval_batch_size", "amp", "channels_last", "compile"}
+# wall-clock fields of an epoch record: they go to timing.json (scl.paths.TIMING), never to
+# log.jsonl, metrics.json or the checkpoint, so a rerun that reproduces the numbers reproduces those files
+WALL_CLOCK = ("epoch_time_s", "samples_per_s")
 KMEANS_EVERY_EPOCH_MAX_N = 20_000  # per-epoch K-means scoring only where it is cheap
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (non-finite loss, incompatible checkpoint). Says why."""
+
+
+class CheckpointMismatch(TrainingError):
+    """The run folder's checkpoint belongs to another run identity (settings or code)."""
 
 
 def pick_device(name: str) -> torch.device:
@@ -105,16 +109,31 @@ def explain_compile_errors(enabled: bool):
         raise
 
 
+def split_timing(records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Epoch records -> (the records without wall-clock fields, {epoch, wall-clock fields} per epoch)."""
+    return ([{k: v for k, v in r.items() if k not in WALL_CLOCK} for r in records],
+            [{"epoch": r.get("epoch"), **{k: r[k] for k in WALL_CLOCK if k in r}} for r in records])
+
+
+def write_timing(out: Path, records: list[dict]) -> None:
+    timing = split_timing(records)[1]
+    atomic_write_json(out / TIMING, {"train_time_s": float(sum(t.get("epoch_time_s", 0.0) for t in timing)),
+                                     "epochs": timing})
+
+
+def merge_timing(out: Path, records: list[dict]) -> list[dict]:
+    """Records from a checkpoint with their wall-clock fields from timing.json, where it has them."""
+    import json
+
+    try:
+        timing = {t["epoch"]: t for t in json.loads((out / TIMING).read_text())["epochs"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        timing = {}
+    return [{**r, **timing.get(r.get("epoch"), {})} for r in records]
+
+
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-
-
-def _comparable(settings: RunSettings) -> dict:
-    d = settings.to_dict()
-    d["train"] = {k: v for k, v in d["train"].items() if k not in RESUMABLE_CHANGES}
-    d.pop("overrides", None)
-    d["train"]["tasks"] = list(d["train"]["tasks"])
-    return d
 
 
 @torch.no_grad()
@@ -211,17 +230,18 @@ class Trainer:
             self.ckpt_path,
             {
                 "epoch": self.epoch,
-                "settings": _comparable(self.s),
+                "identity": run_identity(self.s),
                 "model": self.model.state_dict(),
                 "optimizer": self.opt.state_dict(),
                 "pseudo": self.pseudo,
                 "class_weights": self.class_weights,
                 "change_counts": self.change_counts,
-                "records": self.records,
+                "records": split_timing(self.records)[0],
                 **({} if self.scaler is None else {"scaler": self.scaler.state_dict()}),
             },
         )
-        write_jsonl(self.out / "log.jsonl", self.records)
+        write_jsonl(self.out / "log.jsonl", split_timing(self.records)[0])
+        write_timing(self.out, self.records)
 
     def try_resume(self) -> bool:
         if not self.ckpt_path.exists():
@@ -232,18 +252,19 @@ class Trainer:
             raise TrainingError(
                 f"checkpoint {self.ckpt_path} is unreadable ({e}); delete it to start this run afresh"
             ) from e
-        if ck["settings"] != _comparable(self.s):
-            raise TrainingError(
-                f"{self.ckpt_path} was written with other settings than this run's; "
+        if ck.get("identity") != run_identity(self.s):  # scl.config: settings + code digest
+            raise CheckpointMismatch(
+                f"{self.ckpt_path} was written with other settings or code than this run's; "
                 "use another --out folder, or --restart to discard it"
             )
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.pseudo, self.class_weights = ck["pseudo"], ck["class_weights"]
-        self.change_counts, self.records, self.epoch = ck["change_counts"], ck["records"], ck["epoch"]
+        self.change_counts, self.epoch = ck["change_counts"], ck["epoch"]
+        self.records = merge_timing(self.out, ck["records"])
         if self.scaler is not None and ck.get("scaler"):
             self.scaler.load_state_dict(ck["scaler"])
-        write_jsonl(self.out / "log.jsonl", self.records)  # drop lines of any unfinished epoch
+        write_jsonl(self.out / "log.jsonl", split_timing(self.records)[0])  # drop lines of any unfinished epoch
         log.info("resuming %s from epoch %d/%d", self.out, self.epoch, self.t.epochs)
         return True
 
@@ -402,7 +423,6 @@ class Trainer:
         metrics = {
             "dataset": self.s.dataset.name, "variant": self.s.variant, "seed": self.s.seed,
             "epochs": self.t.epochs, "n": self.n, "assignment": how,
-            "train_time_s": float(sum(r.get("epoch_time_s", 0.0) for r in self.records)),
             "cluster_sizes": np.bincount(pred, minlength=self.s.dataset.num_classes).tolist(),
         }
         if self.labels_true is not None:
@@ -415,6 +435,7 @@ class Trainer:
                 tasks[task] = {k: mt[k] for k in ("acc", "nmi", "ari")}
             if self.model.num_clusters:
                 metrics["tasks"] = tasks
+        write_timing(self.out, self.records)
         atomic_write_json(self.out / "metrics.json", metrics)
         return metrics
 

@@ -26,7 +26,8 @@ DVC = BIN / "dvc"
 SMOKE = ["--config", "experiment_set=smoke"]
 # what a clone of the repository holds of the workflow (scl/ for the schema the workflow validates with)
 WORKFLOW_FILES = ["Snakefile", "params.yaml", "workflow", "profiles", "scl", "dvc.yaml", ".dvc/config",
-                  ".dvc/.gitignore", ".dvcignore", ".gitignore"]
+                  ".dvc/.gitignore", ".dvcignore", ".gitignore", "results/.gitignore", "results/runs.dvc",
+                  "data/prepared.dvc"]
 
 pytestmark = pytest.mark.skipif(not (SNAKEMAKE.exists() and DVC.exists()),
                                 reason="snakemake/dvc not installed in this environment (make setup)")
@@ -85,9 +86,6 @@ def nothing_to_do(repo: Path, *args) -> bool:
 def smoke_repo(tmp_path_factory) -> Path:
     """A git repository with the workflow committed and the smoke set run through `all`."""
     repo = copy_workflow(tmp_path_factory.mktemp("pipeline") / "repo")
-    # DVC reads params.yaml (not --config): name the smoke set there too, so dvc.lock agrees
-    text = (repo / "params.yaml").read_text()
-    (repo / "params.yaml").write_text(text.replace("\nexperiment_set: digits", "\nexperiment_set: smoke", 1))
     run(repo, "git", "init", "-q")
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "workflow")
@@ -106,7 +104,7 @@ def test_smoke_set_makes_every_table_and_figure(smoke_repo):
     assert "k-NN" in (repo / "results" / "tables" / "smoke" / "diagnosis_digits.md").read_text()
     # what a set reports lives under its name: another set's tables are never overwritten
     assert not list((repo / "results" / "tables").glob("*.md"))
-    runs = repo / "results" / "runs" / "digits"
+    runs = repo / "results" / "runs" / "smoke" / "digits"  # the set's own run tree
     for variant, seeds in {"scl": (0, 1), "moco": (0, 1), "no_reweight": (0,), "no_cross_cluster": (0,),
                            "no_online_cd": (0,), "target_only": (0,), "under_only": (0,),
                            "instance_only": (0,)}.items():
@@ -114,8 +112,12 @@ def test_smoke_set_makes_every_table_and_figure(smoke_repo):
             run_dir = runs / variant / f"seed{seed}"
             for name in ("metrics.json", "log.jsonl", "checkpoint.pt", "assignments.npz", "features.npz"):
                 assert (run_dir / name).exists(), run_dir / name
-            assert (repo / "logs" / "train" / "digits" / variant / f"seed{seed}.log").exists()
-            assert (repo / "benchmarks" / "train" / "digits" / variant / f"seed{seed}.tsv").exists()
+            # wall-clock times only in timing.json: the result files reproduce byte for byte
+            assert "train_time_s" not in json.loads((run_dir / "metrics.json").read_text())
+            assert "time" not in (run_dir / "log.jsonl").read_text()
+            assert json.loads((run_dir / "timing.json").read_text())["train_time_s"] > 0
+            assert (repo / "logs" / "train" / "smoke" / "digits" / variant / f"seed{seed}.log").exists()
+            assert (repo / "benchmarks" / "train" / "smoke" / "digits" / variant / f"seed{seed}.tsv").exists()
     for method in ("kmeans", "spectral", "agglomerative", "nmf"):
         assert (repo / "results" / "baselines" / "digits" / method / "seed0" / "metrics.json").exists()
     assert (repo / "results" / "metrics" / "smoke" / "runs" / "digits" / "scl" / "mean.json").exists()
@@ -135,6 +137,22 @@ def test_smoke_set_makes_every_table_and_figure(smoke_repo):
     run(repo, SNAKEMAKE, "--cores", "2", "ablation_table3", *SMOKE)
     assert nothing_to_do(repo, "all", *SMOKE)
 
+    # a change to the training code (eq. 1) retrains every run; one to the report code only redoes the report
+    losses = repo / "scl" / "losses.py"
+    original = losses.read_text()
+    losses.write_text(original + "\n# eq. 1 edited\n")
+    p = run(repo, SNAKEMAKE, "-n", "all", *SMOKE)
+    assert p.stdout.count("rule train:") == 10 and "params have changed" in (p.stdout + p.stderr).lower(), p.stdout
+    losses.write_text(original)
+    assert nothing_to_do(repo, "all", *SMOKE)
+    tables_py = repo / "scl" / "report" / "tables.py"
+    original = tables_py.read_text()
+    tables_py.write_text(original + "\n# edited\n")
+    p = run(repo, SNAKEMAKE, "-n", "all", *SMOKE)
+    assert "rule train:" not in p.stdout and "rule table:" in p.stdout, p.stdout
+    tables_py.write_text(original)
+    assert nothing_to_do(repo, "all", *SMOKE)
+
     # the HTML report holds the tables and figures
     run(repo, SNAKEMAKE, "--report", "results/report.html", *SMOKE)
     html = (repo / "results" / "report.html").read_text(errors="replace")
@@ -144,15 +162,15 @@ def test_smoke_set_makes_every_table_and_figure(smoke_repo):
 @pytest.mark.slow
 def test_dvc_push_clone_pull_finds_nothing_to_retrain(smoke_repo, tmp_path):
     repo, remote, clone = smoke_repo, tmp_path / "remote", tmp_path / "clone"
-    # record the outputs in dvc.lock + cache, commit the small results to git, push the large ones
+    # record the large outputs in their .dvc files + cache, the small results in git, push the large ones
     run(repo, DVC, "commit", "-f", "-q")
     assert "up to date" in run(repo, DVC, "status").stdout
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "smoke results")
     assert (repo / "results" / ".gitignore").read_text().strip() == "/runs"
     tracked = run(repo, "git", "ls-files").stdout.split()
-    assert "dvc.lock" in tracked and "results/tables/smoke/table1.md" in tracked
-    assert not any(f.endswith((".pt", ".npz")) for f in tracked)
+    assert "results/runs.dvc" in tracked and "results/tables/smoke/table1.md" in tracked
+    assert not any(f.endswith((".pt", ".npz", "timing.json")) for f in tracked)
     run(repo, DVC, "remote", "modify", "--local", "local", "url", remote)
     run(repo, DVC, "push", "-q")
 
@@ -160,9 +178,9 @@ def test_dvc_push_clone_pull_finds_nothing_to_retrain(smoke_repo, tmp_path):
     assert not (clone / "data" / "prepared" / "digits.npz").exists()
     run(clone, DVC, "remote", "modify", "--local", "local", "url", remote)
     run(clone, DVC, "pull", "-q")
-    for path in ("data/prepared/digits.npz", "results/runs/digits/scl/seed0/checkpoint.pt",
-                 "results/runs/digits/scl/seed1/features.npz", "results/runs/digits/moco/seed0/metrics.json",
-                 "results/runs/digits/no_reweight/seed0/assignments.npz"):
+    for path in ("data/prepared/digits.npz", "results/runs/smoke/digits/scl/seed0/checkpoint.pt",
+                 "results/runs/smoke/digits/scl/seed1/features.npz", "results/runs/smoke/digits/moco/seed0/metrics.json",
+                 "results/runs/smoke/digits/no_reweight/seed0/assignments.npz"):
         assert (clone / path).exists(), path
     assert "up to date" in run(clone, DVC, "status").stdout
 

@@ -67,6 +67,13 @@ def folder_files(root: str | os.PathLike | None) -> tuple[list[Path], np.ndarray
     )
 
 
+def has_class_folders(root: str | os.PathLike) -> bool:
+    """Whether `root` has labels: a visible sub-folder with an image below it (as `folder_files`
+    counts classes). The workflow asks this to decide whether a `folder` run is scored."""
+    root = Path(root).expanduser()
+    return any(_images_under(d) for d in root.iterdir() if d.is_dir() and _visible(d))
+
+
 def read_folder(root: str | os.PathLike | None, image_size: int, channels: int = 3,
                 workers: int | None = None) -> PreparedData:
     """A user folder as image_size x image_size images with `channels` (3 = RGB, 1 = grayscale)."""

@@ -112,6 +112,14 @@ def metric_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c in METRICS or any(c.startswith(m + "_") for m in METRICS)]
 
 
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1) of one metric over seeds: the one spread
+    every table, figure and summary reports (nan where it is undefined: no value, one value)."""
+    v = np.asarray(values, dtype=np.float64)
+    mean = float(v.mean()) if len(v) else np.nan
+    return mean, (float(v.std(ddof=1)) if len(v) > 1 else np.nan)
+
+
 def summarise(df: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
     """Mean and std over seeds per (dataset, variant) or (dataset, method).
 
@@ -131,8 +139,7 @@ def summarise(df: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
         row["n_seeds"] = int(scored.sum()) if scored.any() else len(g)
         for m in metrics:
             v = pd.to_numeric(g[m], errors="coerce").dropna()
-            row[f"{m}_mean"] = float(v.mean()) if len(v) else np.nan
-            row[f"{m}_std"] = float(v.std(ddof=1)) if len(v) > 1 else np.nan
+            row[f"{m}_mean"], row[f"{m}_std"] = mean_std(v)
         rows.append(row)
     out = pd.DataFrame(rows, columns=out_cols)
     rank = {d: i for i, d in enumerate(order_datasets(out["dataset"]))}

@@ -20,14 +20,18 @@ from pathlib import Path
 import numpy as np
 
 from scl.report import ReportError
+from scl import paths
+from scl.experiments import FIGURES, PRODUCT_VARIANTS
 from scl.report.collect import collect_runs, order_datasets, summarise
 
-FIGURES = ("fig3", "fig4", "fig5", "fig6", "curves", "confusion")
 DPI = 150
-FIG3_VARIANTS = {"moco": "MoCo", "no_cross_cluster": "w/o cross-cluster ID", "no_online_cd": "w/o online CD",
-                 "scl": "SCL"}
-FIG4_VARIANTS = {"under_only": "under-clustering", "target_only": "clustering", "instance_only": "over-clustering",
-                 "scl": "SCL (all three)"}
+# bar labels; which variants and in which order: scl.experiments.PRODUCT_VARIANTS
+FIG3_LABELS = {"moco": "MoCo", "no_cross_cluster": "w/o cross-cluster ID", "no_online_cd": "w/o online CD",
+               "scl": "SCL"}
+FIG4_LABELS = {"under_only": "under-clustering", "target_only": "clustering", "instance_only": "over-clustering",
+               "scl": "SCL (all three)"}
+FIG3_VARIANTS = {v: FIG3_LABELS[v] for v in PRODUCT_VARIANTS["fig3"]}
+FIG4_VARIANTS = {v: FIG4_LABELS[v] for v in PRODUCT_VARIANTS["fig4"]}
 TASK_LABELS = {"feat_under": "under-clustering", "feat_target": "clustering (target)",
                "feat_instance": "over-clustering (instance)"}
 UMAP_MAX_POINTS = 5000
@@ -57,7 +61,8 @@ def save_png(path, data: bytes) -> Path:
 
 
 def _train_cmd(dataset: str, variant: str, seed="<k>") -> str:
-    return (f"`snakemake results/runs/{dataset}/{variant}/seed{seed}/metrics.json` "
+    run = paths.run_dir(paths.runs_root("<set>"), dataset, variant, seed)
+    return (f"`snakemake {run}/{paths.RUN_METRICS}` "
             f"or `scl train --dataset {dataset} --variant {variant} --seed {seed}`")
 
 
@@ -208,7 +213,7 @@ def figure6(runs_dir, dataset: str | None, seed: int = 0, data=None, variant: st
 
     run = _run_dir(runs_dir, dataset, variant, seed)
     a = _load_npz(_need(run / "assignments.npz", _train_cmd(dataset, variant, seed)))
-    data_path = Path(data or f"data/prepared/{dataset}.npz")
+    data_path = Path(data or paths.prepared(dataset))
     _need(data_path, f"`scl prepare {dataset} --out {data_path}`")
     prepared = load_prepared(data_path)
     images, class_names = prepared.images, prepared.class_names
@@ -337,7 +342,7 @@ def figure_confusion(runs_dir, dataset: str | None, seed: int = 0, data=None, va
     if not len(labels) or (labels < 0).any():
         raise ReportError(f"{run}/assignments.npz has no class labels (unlabelled data); a confusion matrix needs them")
     names = None
-    data_path = Path(data or f"data/prepared/{dataset}.npz")
+    data_path = Path(data or paths.prepared(dataset))
     if data_path.exists():
         from scl.data.prepared import load_prepared
 

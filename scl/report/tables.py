@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scl.experiments import TABLES
 from scl.io import atomic_write_text
 from scl.report import ReportError
 from scl.report.collect import (
@@ -32,7 +33,6 @@ from scl.report.collect import (
 
 PAPER = "Huang & Gong, BMVC 2022"
 DASH = "—"
-TABLES = ("table1", "table2", "table3")
 DATASET_LABELS = {
     "digits": "Digits", "fashion": "Fashion-MNIST", "cifar10": "CIFAR-10", "cifar100-20": "CIFAR-100 (20)",
     "stl10": "STL-10", "imagenet10": "ImageNet-10", "imagenet-dogs": "ImageNet-Dogs", "tiny-imagenet": "Tiny-ImageNet",

@@ -8,20 +8,20 @@
 
 rule ablation_fig3:
     input:
-        product_runs("fig3"),
-        figure_outputs("fig3"),
+        metrics_of(EXP.product_runs("fig3")),
+        EXP.figure_outputs("fig3"),
 
 
 rule ablation_fig4:
     input:
-        product_runs("fig4"),
-        figure_outputs("fig4"),
+        metrics_of(EXP.product_runs("fig4")),
+        EXP.figure_outputs("fig4"),
 
 
 rule ablation_table3:
     input:
-        product_runs("table3"),
-        table_outputs("table3") if product_datasets("table3") else [],
+        metrics_of(EXP.product_runs("table3")),
+        EXP.table_outputs("table3") if EXP.product_datasets("table3") else [],
 
 
 rule ablations:

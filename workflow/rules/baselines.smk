@@ -1,14 +1,18 @@
 # Classical clustering on raw pixels (Table 1's K-means, SC, AC, NMF rows): scl baseline.
 # Spectral and agglomerative clustering run on at most baselines.<method>.max_samples images.
+# Baselines read no experiment-set setting, so every set shares results/baselines/.
 
 
 rule baseline:
     input:
-        data="data/prepared/{dataset}.npz",
+        data=rules.prepare.output[0],
     output:
-        metrics="results/baselines/{dataset}/{method}/seed{seed}/metrics.json",
+        metrics=paths.baseline_metrics("{dataset}", "{method}", "{seed}"),
     params:
         args=baseline_args,
+        code=CODE["baseline"],
+    wildcard_constraints:
+        seed=r"\d+",
     log:
         "logs/baselines/{dataset}/{method}/seed{seed}.log",
     benchmark:

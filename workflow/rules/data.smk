@@ -5,7 +5,7 @@
 
 rule prepare:
     output:
-        "data/prepared/{dataset}.npz",
+        paths.prepared("{dataset}"),
     params:
         args=prepare_args,
         missing=prepare_missing_root,

@@ -1,58 +1,64 @@
-# Tables, figures and the metrics summary, from the finished runs and baselines.
+# Tables, figures and the metrics summary, from the set's finished runs and the baselines.
 # Each is registered with report() so that `snakemake --report results/report.html`
 # gives one HTML file with every table and figure (captions: workflow/report/*.rst).
+# `code` params: a change to the report code redoes the report (scl.experiments.REPORT_CODE).
 
 
 rule table:
     input:
         table_inputs,
     output:
-        md=f"{TABLES_DIR}/{{table}}.md",
+        md=f"{EXP.tables_dir}/{{table}}.md",
         csv=report(
-            f"{TABLES_DIR}/{{table}}.csv",
+            f"{EXP.tables_dir}/{{table}}.csv",
             caption="../report/table.rst",
             category="Tables",
             labels={"table": "{table}"},
         ),
-        tex=f"{TABLES_DIR}/{{table}}.tex",
+        tex=f"{EXP.tables_dir}/{{table}}.tex",
     params:
         args=table_args,
+        code=CODE["report"],
+        runs=EXP.runs_root,
+        baselines=paths.BASELINES_DIR,
         prefix=lambda wildcards, output: output.md.removesuffix(".md"),
     wildcard_constraints:
-        table="table1|table2|table3",
+        table="|".join(TABLES),
     log:
         f"logs/report/{SET_NAME}/{{table}}.log",
     conda:
         "../envs/scl.yaml"
     shell:
         """
-        scl table {wildcards.table} --runs results/runs --baselines results/baselines \
+        scl table {wildcards.table} --runs {params.runs} --baselines {params.baselines} \
             --out {params.prefix} {params.args} > {log} 2>&1
         """
 
 
 rule figure_ablation:
     input:
-        lambda wildcards: product_runs(wildcards.figure),
+        lambda wildcards: metrics_of(EXP.product_runs(wildcards.figure)),
     output:
         png=report(
-            f"{FIGURES_DIR}/{{figure}}.png",
+            f"{EXP.figures_dir}/{{figure}}.png",
             caption="../report/figure.rst",
             category="Figures",
             labels={"figure": "{figure}", "dataset": "ablation datasets"},
         ),
     params:
-        datasets=lambda wildcards: " ".join(product_datasets(wildcards.figure)),
-        seeds=lambda wildcards: " ".join(map(str, product_seeds(wildcards.figure))),
+        datasets=lambda wildcards: " ".join(EXP.product_datasets(wildcards.figure)),
+        seeds=lambda wildcards: " ".join(map(str, EXP.product_seeds(wildcards.figure))),
+        code=CODE["report"],
+        runs=EXP.runs_root,
     wildcard_constraints:
-        figure="fig3|fig4",
+        figure="|".join(ABLATION_FIGURES),
     log:
         f"logs/report/{SET_NAME}/{{figure}}.log",
     conda:
         "../envs/scl.yaml"
     shell:
         """
-        scl figure {wildcards.figure} --runs results/runs --out {output.png} --datasets {params.datasets} \
+        scl figure {wildcards.figure} --runs {params.runs} --out {output.png} --datasets {params.datasets} \
             --seeds {params.seeds} > {log} 2>&1
         """
 
@@ -60,25 +66,27 @@ rule figure_ablation:
 rule figure_dataset:
     input:
         runs=figure_runs,
-        data="data/prepared/{dataset}.npz",
+        data=rules.prepare.output[0],
     output:
         png=report(
-            f"{FIGURES_DIR}/{{figure}}_{{dataset}}.png",
+            f"{EXP.figures_dir}/{{figure}}_{{dataset}}.png",
             caption="../report/figure.rst",
             category="Figures",
             labels={"figure": "{figure}", "dataset": "{dataset}"},
         ),
     params:
-        seed=figure_seed(),
+        seed=EXP.figure_seed,
+        code=CODE["report"],
+        runs=EXP.runs_root,
     wildcard_constraints:
-        figure="fig5|fig6|curves|confusion",
+        figure="|".join(DATASET_FIGURES),
     log:
         f"logs/report/{SET_NAME}/{{figure}}_{{dataset}}.log",
     conda:
         "../envs/scl.yaml"
     shell:
         """
-        scl figure {wildcards.figure} --runs results/runs --out {output.png} --dataset {wildcards.dataset} \
+        scl figure {wildcards.figure} --runs {params.runs} --out {output.png} --dataset {wildcards.dataset} \
             --seed {params.seed} --data {input.data} > {log} 2>&1
         """
 
@@ -86,13 +94,15 @@ rule figure_dataset:
 rule diagnose:
     input:
         runs=diagnosis_runs,
-        data="data/prepared/{dataset}.npz",
+        data=rules.prepare.output[0],
     output:
-        md=f"{TABLES_DIR}/diagnosis_{{dataset}}.md",
-        json=f"{TABLES_DIR}/diagnosis_{{dataset}}.json",
+        md=f"{EXP.tables_dir}/diagnosis_{{dataset}}.md",
+        json=f"{EXP.tables_dir}/diagnosis_{{dataset}}.json",
     params:
-        variants=lambda wildcards: " ".join(diagnosis_variants(wildcards.dataset)),
-        seeds=" ".join(map(str, SEEDS)),
+        variants=lambda wildcards: " ".join(EXP.diagnosis_variants(wildcards.dataset)),
+        seeds=" ".join(map(str, EXP.seeds)),
+        code=CODE["report"],
+        runs=EXP.runs_root,
         prefix=lambda wildcards, output: output.md.removesuffix(".md"),
     log:
         f"logs/report/{SET_NAME}/diagnosis_{{dataset}}.log",
@@ -102,21 +112,22 @@ rule diagnose:
         "../envs/scl.yaml"
     shell:
         """
-        scl diagnose --dataset {wildcards.dataset} --runs results/runs --variants {params.variants} \
+        scl diagnose --dataset {wildcards.dataset} --runs {params.runs} --variants {params.variants} \
             --seeds {params.seeds} --data {input.data} --out {params.prefix} > {log} 2>&1
         """
 
 
 rule metrics_summary:
     input:
-        runs=set_runs(),
-        baselines=set_baselines(),
+        runs=metrics_of(EXP.runs()),
+        baselines=EXP.baseline_metrics(),
     output:
-        summary=SUMMARY,
-        metrics=directory(METRICS_DIR),
-        plots=directory(PLOTS_DIR),
+        summary=EXP.summary,
+        metrics=directory(EXP.metrics_dir),
+        plots=directory(EXP.plots_dir),
     params:
         experiment_set=SET_NAME,
+        code=CODE["report"],
     log:
         f"logs/report/{SET_NAME}/metrics_summary.log",
     conda:

@@ -1,79 +1,79 @@
 # Named targets (`all`, the default, is in the Snakefile: Snakemake takes the default target
 # only from the main file). Each target asks only for its files, so Snakemake reruns only
 # what they need; a single run is also a target by its path:
-#   snakemake --cores 2 results/runs/digits/no_reweight/seed0/metrics.json
+#   snakemake --cores 2 results/runs/digits/digits/no_reweight/seed0/metrics.json   (<set>/<dataset>/...)
 
 
 rule data:
     input:
-        [prepared(d) for d in DATASETS],
+        [paths.prepared(d) for d in EXP.datasets],
 
 
 rule runs:
     input:
-        set_runs(),
+        metrics_of(EXP.runs()),
 
 
 rule baselines:
     input:
-        set_baselines(),
+        EXP.baseline_metrics(),
 
 
 rule tables:
     input:
-        [f for t in set_tables() for f in table_outputs(t)],
+        [f for t in EXP.set_tables() for f in EXP.table_outputs(t)],
 
 
 rule figures:
     input:
-        set_figures(),
+        EXP.set_figures(),
 
 
 rule table1:
     input:
-        table_outputs("table1"),
+        EXP.table_outputs("table1"),
 
 
 rule table2:
     input:
-        table_outputs("table2"),
+        EXP.table_outputs("table2"),
 
 
 rule table3:
     input:
-        table_outputs("table3"),
+        EXP.table_outputs("table3"),
 
 
 rule fig3:
     input:
-        figure_outputs("fig3"),
+        EXP.figure_outputs("fig3"),
 
 
 rule fig4:
     input:
-        figure_outputs("fig4"),
+        EXP.figure_outputs("fig4"),
 
 
 rule fig5:
     input:
-        figure_outputs("fig5"),
+        EXP.figure_outputs("fig5"),
 
 
 rule fig6:
     input:
-        figure_outputs("fig6"),
+        EXP.figure_outputs("fig6"),
 
 
 rule curves:
     input:
-        figure_outputs("curves"),
+        EXP.figure_outputs("curves"),
 
 
 rule confusion:
     input:
-        figure_outputs("confusion"),
+        EXP.figure_outputs("confusion"),
 
 
 rule diagnosis:
     input:
-        diagnosis_outputs(),
+        EXP.diagnosis_outputs(),

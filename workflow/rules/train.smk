@@ -1,40 +1,39 @@
-# One SCL training run: results/runs/<dataset>/<variant>/seed<k>/.
+# One SCL training run: results/runs/<set>/<dataset>/<variant>/seed<k>/.
 #
+# A run reruns when its identity changes: its method settings or the training code
+# (scl.config.run_identity, the `identity` param). `scl train` gets the resolved settings
+# (--settings JSON), so what Snakemake compared is what trains, --configfile included.
 # Declared outputs are the files written at the end of a run (metrics.json last = complete).
-# checkpoint.pt and features_init.npz are deliberately not outputs: Snakemake deletes a
-# job's outputs before running it, and an interrupted run must keep its checkpoint to resume
-# (`scl train` resumes from it). settings.sha256 records the settings the checkpoint belongs
-# to: when the settings changed (a params rerun) the old checkpoint is discarded (--restart).
+# checkpoint.pt and features*.npz are deliberately not outputs: Snakemake deletes a job's
+# outputs before running it, and an interrupted run must keep its checkpoint to resume.
+# `scl train --restart-if-changed` resumes a checkpoint of the same identity, and discards one
+# of another. Wall-clock times go to timing.json beside (never compared, never versioned).
 
 
 rule train:
     input:
-        data="data/prepared/{dataset}.npz",
+        data=rules.prepare.output[0],
     output:
-        metrics="results/runs/{dataset}/{variant}/seed{seed}/metrics.json",
-        log="results/runs/{dataset}/{variant}/seed{seed}/log.jsonl",
-        assignments="results/runs/{dataset}/{variant}/seed{seed}/assignments.npz",
+        metrics=f"{RUN_DIR}/{paths.RUN_METRICS}",
+        log=f"{RUN_DIR}/{paths.RUN_LOG}",
+        assignments=f"{RUN_DIR}/{paths.RUN_ASSIGNMENTS}",
     params:
-        settings=settings_hash,
-        overrides=train_overrides,
+        identity=run_identity,
+        settings=run_settings,
         run_dir=lambda wildcards, output: Path(output.metrics).parent,
+    wildcard_constraints:
+        seed=r"\d+",
     log:
-        "logs/train/{dataset}/{variant}/seed{seed}.log",
+        f"logs/train/{SET_NAME}/{{dataset}}/{{variant}}/seed{{seed}}.log",
     benchmark:
-        "benchmarks/train/{dataset}/{variant}/seed{seed}.tsv"
-    threads: THREADS
+        f"benchmarks/train/{SET_NAME}/{{dataset}}/{{variant}}/seed{{seed}}.tsv"
+    threads: EXP.threads
     resources:
         gpu=train_gpu,
     conda:
         "../envs/scl.yaml"
     shell:
         """
-        restart=""
-        if [ -f {params.run_dir}/checkpoint.pt ] && [ "$(cat {params.run_dir}/settings.sha256 2>/dev/null)" != "{params.settings}" ]; then
-            restart="--restart"
-        fi
-        mkdir -p {params.run_dir} && echo {params.settings} > {params.run_dir}/settings.sha256
-        scl train --dataset {wildcards.dataset} --variant {wildcards.variant} --seed {wildcards.seed} \
-            --data {input.data} --out {params.run_dir} {params.overrides} --set threads={threads} \
-            --no-progress $restart > {log} 2>&1
+        scl train --settings {params.settings} --data {input.data} --out {params.run_dir} \
+            --restart-if-changed --no-progress > {log} 2>&1
         """

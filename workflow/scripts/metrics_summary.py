@@ -4,20 +4,21 @@ Run by Snakemake's `metrics_summary` rule (the `snakemake` object gives input/ou
 also runnable by hand:
     python workflow/scripts/metrics_summary.py OUT.json METRICS_DIR PLOTS_DIR RUN_OR_BASELINE_METRICS...
 
-results/metrics_summary.json   {"runs": {dataset: {variant: {"seed0": {acc, nmi, ari}, ...,
+results/summaries/<set>.json    {"runs": {dataset: {variant: {"seed0": {acc, nmi, ari}, ...,
                                   "mean": {...}, "std": {...}}}}, "baselines": {...}}: everything in one file
-results/metrics/{runs,baselines}/<dataset>/<variant or method>/{seed<k>,mean,std}.json
+results/metrics/<set>/{runs,baselines}/<dataset>/<variant or method>/{seed<k>,mean,std}.json
                                  one small file per row -> `dvc metrics show --md` (a row per run)
-results/plots/<dataset>/<variant>/seed<k>.csv   epoch, loss, acc, nmi, ari, lr per epoch
+results/plots/<set>/<dataset>/<variant>/seed<k>.csv   epoch, loss, acc, nmi, ari, lr per epoch
                                  -> `dvc plots show` (log.jsonl is JSON lines, which DVC cannot plot)
 """
 
 
 import csv
 import json
-import math
 import sys
 from pathlib import Path
+
+from scl.report.collect import mean_std
 
 SCORES = ("acc", "nmi", "ari")
 CURVE_FIELDS = ("epoch", "loss", "acc", "nmi", "ari", "lr")
@@ -29,19 +30,21 @@ def _scores(path: Path) -> dict:
 
 
 def _mean_std(rows: list[dict]) -> tuple[dict, dict]:
+    """Mean and sample std (n - 1) over seeds, as the tables compute them (scl.report.collect)."""
     mean, std = {}, {}
     for k in SCORES:
         vals = [r[k] for r in rows if k in r]
         if vals:
-            mu = sum(vals) / len(vals)
+            mu, sd = mean_std(vals)
             mean[k] = round(mu, 4)
-            std[k] = round(math.sqrt(sum((v - mu) ** 2 for v in vals) / len(vals)), 4)
+            if len(vals) > 1:
+                std[k] = round(sd, 4)
     return mean, std
 
 
 def summarise(run_metrics: list[str], baseline_metrics: list[str], experiment_set: str) -> dict:
     runs: dict = {}
-    for p in map(Path, run_metrics):  # results/runs/<dataset>/<variant>/seed<k>/metrics.json
+    for p in map(Path, run_metrics):  # results/runs/<set>/<dataset>/<variant>/seed<k>/metrics.json
         dataset, variant, seed = p.parts[-4], p.parts[-3], p.parts[-2]
         runs.setdefault(dataset, {}).setdefault(variant, {})[seed] = _scores(p)
     baselines: dict = {}

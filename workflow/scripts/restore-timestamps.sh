@@ -7,21 +7,22 @@
 # and files over 1 MB are never checksummed). Git and DVC give restored files the time
 # they were written, in no particular order: results/tables (git) end up older than the
 # results/runs they are made from (DVC), and Snakemake would retrain everything.
-# DVC has already checked the content (hashes in dvc.lock), so the right fix is to give the
+# DVC has already checked the content (hashes in data/prepared.dvc, results/runs.dvc; git has
+# the small results at the same commit as the code and params.yaml), so the right fix is to give the
 # files timestamps in workflow order: `snakemake --touch` does exactly that, job by job in
 # DAG order, without running anything, and records Snakemake's metadata.
 #
 # Usage: workflow/scripts/restore-timestamps.sh [snakemake arguments, e.g. --config experiment_set=smoke]
-# Refuses (exit 1) when the workspace does not match dvc.lock: then results really are out of
-# date (params, code or data changed) and `snakemake` / `dvc repro` must rerun them.
+# Refuses (exit 1) when the workspace does not match the .dvc files: then the results are not
+# the recorded ones, and `snakemake` must decide what to rerun.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export DVC_NO_ANALYTICS=1
 
 if ! status=$(dvc status 2>&1) || ! grep -q "up to date" <<<"$status"; then
-    echo "restore-timestamps: the workspace differs from dvc.lock, so some results are really out of date:" >&2
+    echo "restore-timestamps: the workspace differs from the .dvc files, so some results are not the recorded ones:" >&2
     echo "$status" >&2
-    echo "restore-timestamps: not touching anything; run \`snakemake\` (or \`dvc repro\`) to redo them." >&2
+    echo "restore-timestamps: not touching anything; run \`snakemake\` to redo them." >&2
     exit 1
 fi
 
