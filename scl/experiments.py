@@ -303,9 +303,13 @@ class ExperimentSet:
         return f"{dataset} is read from ImageNet: set data.imagenet_root in params.yaml to your ILSVRC-2012 train folder"
 
     # -------------------------------------------------------------- output paths
-    @property
-    def runs_root(self) -> str:
-        return paths.runs_root(self.name)
+    # where the set's outputs go (scl/paths.py): every one under the set's name
+    runs_root = property(lambda self: paths.runs_root(self.name))
+    tables_dir = property(lambda self: paths.tables_dir(self.name))
+    figures_dir = property(lambda self: paths.figures_dir(self.name))
+    metrics_dir = property(lambda self: paths.metrics_dir(self.name))
+    plots_dir = property(lambda self: paths.plots_dir(self.name))
+    summary = property(lambda self: paths.summary(self.name))
 
     def run_dir(self, run: Run) -> str:
         return paths.run_dir(self.runs_root, run.dataset, run.variant, run.seed)
@@ -315,26 +319,6 @@ class ExperimentSet:
 
     def baseline_metrics(self) -> list[str]:
         return [paths.baseline_metrics(d, m, s) for d, m, s in self.baselines()]
-
-    @property
-    def tables_dir(self) -> str:
-        return paths.tables_dir(self.name)
-
-    @property
-    def figures_dir(self) -> str:
-        return paths.figures_dir(self.name)
-
-    @property
-    def metrics_dir(self) -> str:
-        return paths.metrics_dir(self.name)
-
-    @property
-    def plots_dir(self) -> str:
-        return paths.plots_dir(self.name)
-
-    @property
-    def summary(self) -> str:
-        return paths.summary(self.name)
 
     def table_outputs(self, table: str) -> list[str]:
         return [f"{self.tables_dir}/{table}.{ext}" for ext in TABLE_FORMATS]

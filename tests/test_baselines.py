@@ -83,7 +83,9 @@ def test_cli_writes_metrics(tmp_path, data_file, params_file, capsys):
                "--seed", "0", "--out", str(out)])
     assert rc == 0
     rec = json.loads(out.read_text())
-    assert KEYS <= set(rec)
+    assert KEYS - {"time_s"} <= set(rec)
+    # the wall-clock time goes beside the result, so that a rerun reproduces metrics.json byte for byte
+    assert "time_s" not in rec and json.loads((out.parent / "timing.json").read_text())["time_s"] >= 0
     assert rec["acc"] == 1.0 and rec["method"] == "kmeans" and rec["dataset"] == "digits" and rec["seed"] == 0
     assert rec["n"] == 90 and rec["subsample"] is None
     captured = capsys.readouterr()
