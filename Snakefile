@@ -1,5 +1,6 @@
 # SCL pipeline: data -> training runs (per dataset/variant/seed) -> baselines -> tables/figures.
-# Every rule calls the `scl` command line; settings come from params.yaml only.
+# Every rule calls the `scl` command line; settings come from params.yaml only, and what the
+# chosen experiment set runs is computed by scl/experiments.py (workflow/rules/common.smk adapts it).
 #   snakemake --cores 8 all                            the experiment set named in params.yaml
 #   snakemake --cores 2 all --config experiment_set=smoke
 #   snakemake --cores 2 ablation_table3                one ablation (its runs + its table)

@@ -1,11 +1,11 @@
 """`scl table` and `scl figure`: the command-line face of `scl.report`.
 
-  scl table {table1,table2,table3} [--runs results/runs] [--baselines results/baselines]
+  scl table {table1,table2,table3} [--runs results/runs/<set>] [--baselines results/baselines]
             [--out results/tables/<name>] [--datasets D ...] [--extra-reported CSV ...]
       writes <out>.md, <out>.csv, <out>.tex and prints the markdown
-  scl figure {fig3,fig4,fig5,fig6,curves,confusion} [--runs results/runs] [--out results/figures/<name>.png]
+  scl figure {fig3,fig4,fig5,fig6,curves,confusion} [--runs results/runs/<set>] [--out results/figures/<name>.png]
             [--dataset D] [--datasets D ...] [--seed S] [--variant V] [--data NPZ]
-  scl diagnose --dataset D [--runs results/runs] [--variants V ...] [--seeds S ...] [--out PREFIX]
+  scl diagnose --dataset D [--runs results/runs/<set>] [--variants V ...] [--seeds S ...] [--out PREFIX]
       head vs K-means vs k-NN probe on each run's features, per-class recall: <out>.md, <out>.json
 
 Wired into scl/cli.py by `add_table_parser(sub)` / `add_figure_parser(sub)` / `add_diagnose_parser(sub)`; building the
@@ -30,8 +30,9 @@ def add_table_parser(subparsers) -> argparse.ArgumentParser:
                     "the paper's reported numbers as <out>.md, <out>.csv and <out>.tex.",
     )
     p.add_argument("name", choices=TABLES)
-    p.add_argument("--runs", default="results/runs", help="training runs (default: results/runs)")
-    p.add_argument("--baselines", default="results/baselines", help="baseline results (default: results/baselines)")
+    p.add_argument("--runs", default=paths.runs_root(), help=f"a run tree (default: {paths.runs_root()}, "
+                   "where `scl train` puts runs; the workflow's are results/runs/<set>)")
+    p.add_argument("--baselines", default=paths.BASELINES_DIR, help=f"baseline results (default: {paths.BASELINES_DIR})")
     p.add_argument("--out", help="output path without suffix (default: results/tables/<name>)")
     p.add_argument("--datasets", nargs="+", metavar="D",
                    help="columns, in this order (default: the paper's datasets and every dataset with results)")
@@ -63,10 +64,10 @@ def run_table(args) -> int:
     if table.dropped:
         print(f"scl table {args.name}: left out {', '.join(table.dropped)} (no reproduced or reported number)",
               file=sys.stderr)
-    paths = write_table(table, Path(args.out or f"results/tables/{args.name}"))
+    written = write_table(table, Path(args.out or f"results/tables/{args.name}"))
     if not args.quiet:
         print(render_markdown(table))
-    print(f"scl table {args.name}: wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    print(f"scl table {args.name}: wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return 0
 
 
@@ -78,7 +79,8 @@ def add_figure_parser(subparsers) -> argparse.ArgumentParser:
                     "every seed of one dataset/variant; confusion: classes x clusters of one run.",
     )
     p.add_argument("name", choices=FIGURES)
-    p.add_argument("--runs", default="results/runs", help="training runs (default: results/runs)")
+    p.add_argument("--runs", default=paths.runs_root(), help=f"a run tree (default: {paths.runs_root()}, "
+                   "where `scl train` puts runs; the workflow's are results/runs/<set>)")
     p.add_argument("--out", help="PNG to write (default: results/figures/<name>.png)")
     p.add_argument("--dataset", help="fig5, fig6, curves: the dataset (fig3/fig4: only this one)")
     p.add_argument("--datasets", nargs="+", metavar="D", help="fig3, fig4: these datasets, in this order "
@@ -122,7 +124,8 @@ def add_diagnose_parser(subparsers) -> argparse.ArgumentParser:
                     "leave-one-out k-NN accuracy of those features (a supervised probe) and per-class recall.",
     )
     p.add_argument("--dataset", required=True)
-    p.add_argument("--runs", default="results/runs", help="training runs (default: results/runs)")
+    p.add_argument("--runs", default=paths.runs_root(), help=f"a run tree (default: {paths.runs_root()}, "
+                   "where `scl train` puts runs; the workflow's are results/runs/<set>)")
     p.add_argument("--variants", nargs="+", default=["scl"], metavar="V", help="default: scl")
     p.add_argument("--seeds", nargs="+", type=int, metavar="S", help="default: every finished seed")
     p.add_argument("--data", help="prepared .npz: class names and the raw-pixel reference row "

@@ -3,6 +3,7 @@
 Run folder (see docs/ARCHITECTURE.md):
   checkpoint.pt      everything needed to resume, written atomically after every epoch
   log.jsonl          one JSON object per finished epoch (rewritten from the checkpoint)
+  timing.json        wall-clock times per epoch (scl/timing.py), apart from the results
   metrics.json       final ACC/NMI/ARI (target task) + per-task figures; written last,
                      so its presence means the run is complete
   assignments.npz    final cluster assignments and confidences per task
@@ -37,16 +38,13 @@ from scl.augment import build_augment, build_eval_transform
 from scl.config import RunSettings, run_identity
 from scl.data.prepared import PreparedData
 from scl.io import atomic_savez, atomic_torch_save, atomic_write_json, write_jsonl
-from scl.paths import TIMING
 from scl.metrics import evaluate
 from scl.models.scl_model import SCLConfig, SCLModel
 from scl.schedules import lr_schedule
+from scl.timing import merge_timing, split_timing, write_timing
 
 log = logging.getLogger("scl.train")
 
-# wall-clock fields of an epoch record: they go to timing.json (scl.paths.TIMING), never to
-# log.jsonl, metrics.json or the checkpoint, so a rerun that reproduces the numbers reproduces those files
-WALL_CLOCK = ("epoch_time_s", "samples_per_s")
 KMEANS_EVERY_EPOCH_MAX_N = 20_000  # per-epoch K-means scoring only where it is cheap
 
 
@@ -107,29 +105,6 @@ def explain_compile_errors(enabled: bool):
             raise TrainingError(f"torch.compile of the encoders failed ({type(e).__name__}: {first[:300]}); "
                                 "set compile: false (--set compile=false)") from e
         raise
-
-
-def split_timing(records: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Epoch records -> (the records without wall-clock fields, {epoch, wall-clock fields} per epoch)."""
-    return ([{k: v for k, v in r.items() if k not in WALL_CLOCK} for r in records],
-            [{"epoch": r.get("epoch"), **{k: r[k] for k in WALL_CLOCK if k in r}} for r in records])
-
-
-def write_timing(out: Path, records: list[dict]) -> None:
-    timing = split_timing(records)[1]
-    atomic_write_json(out / TIMING, {"train_time_s": float(sum(t.get("epoch_time_s", 0.0) for t in timing)),
-                                     "epochs": timing})
-
-
-def merge_timing(out: Path, records: list[dict]) -> list[dict]:
-    """Records from a checkpoint with their wall-clock fields from timing.json, where it has them."""
-    import json
-
-    try:
-        timing = {t["epoch"]: t for t in json.loads((out / TIMING).read_text())["epochs"]}
-    except (OSError, ValueError, KeyError, TypeError):
-        timing = {}
-    return [{**r, **timing.get(r.get("epoch"), {})} for r in records]
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from scl import paths
 from scl.data.errors import DataError
 
 # The names are listed here, not imported from the registry, so that building the parser
@@ -45,7 +46,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     from scl.data.prepared import load_meta
     from scl.data.registry import prepare
 
-    out = args.out if args.out is not None else Path("data/prepared") / f"{args.name}.npz"
+    out = args.out if args.out is not None else Path(paths.prepared(args.name))
     try:
         path = prepare(args.name, out, raw_dir=args.raw_dir, download=not args.no_download, root=args.root,
                        image_size=args.image_size, workers=args.workers)
