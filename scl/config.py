@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -202,6 +203,7 @@ def method_settings(settings: RunSettings) -> dict:
     return d
 
 
+@functools.lru_cache(maxsize=None)  # once per process: the code this process runs
 def code_digest(exclude: tuple[str, ...] = NOT_TRAINING_CODE, include: tuple[str, ...] | None = None) -> str:
     """sha256 (16 hex digits) of the package's source files (.py, .json, .csv): all but `exclude`,
     or only `include`. Paths are relative to the package; a trailing / names a folder."""

@@ -161,18 +161,25 @@ def test_identity_ignores_execution_settings_only(params):
 def test_code_digest_follows_training_code_only(tmp_path, monkeypatch):
     import scl.config
 
+    def digest(**kw):  # code_digest is cached per process (the code it runs): clear it to see edits
+        code_digest.cache_clear()
+        return code_digest(**kw)
+
     pkg = tmp_path / "scl"
     (pkg / "report").mkdir(parents=True)
     for name in ("config.py", "losses.py", "report/tables.py", "bench.py"):
         (pkg / name).write_text("x = 1\n")
     monkeypatch.setattr(scl.config, "__file__", str(pkg / "config.py"))
-    before = code_digest()
-    (pkg / "report" / "tables.py").write_text("x = 2\n")  # report code: no retraining
-    (pkg / "bench.py").write_text("x = 2\n")
-    assert code_digest() == before
-    assert code_digest(include=("report/",)) != code_digest(include=("bench.py",))
-    (pkg / "losses.py").write_text("x = 2  # eq. 1 changed\n")  # training code: a new identity
-    assert code_digest() != before
+    try:
+        before = digest()
+        (pkg / "report" / "tables.py").write_text("x = 2\n")  # report code: no retraining
+        (pkg / "bench.py").write_text("x = 2\n")
+        assert digest() == before
+        assert digest(include=("report/",)) != digest(include=("bench.py",))
+        (pkg / "losses.py").write_text("x = 2  # eq. 1 changed\n")  # training code: a new identity
+        assert digest() != before
+    finally:
+        code_digest.cache_clear()
 
 
 def test_resolved_settings_round_trip_through_json(params):

@@ -27,7 +27,7 @@ SMOKE = ["--config", "experiment_set=smoke"]
 # what a clone of the repository holds of the workflow (scl/ for the schema the workflow validates with)
 WORKFLOW_FILES = ["Snakefile", "params.yaml", "workflow", "profiles", "scl", "dvc.yaml", ".dvc/config",
                   ".dvc/.gitignore", ".dvcignore", ".gitignore", "results/.gitignore", "results/runs.dvc",
-                  "data/prepared.dvc"]
+                  "data/.gitignore", "data/prepared.dvc"]
 
 pytestmark = pytest.mark.skipif(not (SNAKEMAKE.exists() and DVC.exists()),
                                 reason="snakemake/dvc not installed in this environment (make setup)")
