@@ -225,6 +225,10 @@ class ExperimentSet:
         """(dataset, method, seed) of every baseline of the set."""
         return [(d, m, s) for d in self.scored for m in self.baseline_methods for s in self.baseline_seeds]
 
+    def baseline_max_samples(self, method: str) -> int:
+        """baselines.<method>.max_samples of params.yaml, as `scl baseline --max-samples` takes it (0 = all)."""
+        return int(((self.params.get("baselines") or {}).get(method) or {}).get("max_samples") or 0)
+
     @property
     def figure_seed(self) -> int:
         """The run whose features/assignments Figures 5 and 6 show (report.figure_seed, if the set has it)."""

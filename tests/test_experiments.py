@@ -69,6 +69,7 @@ def test_which_runs_each_product_needs(params):
     assert es.figure_runs("curves", "digits") == [Run("digits", "scl", s) for s in range(5)]
     assert es.figure_runs("fig5", "digits") == [Run("digits", "scl", 0)]
     assert es.diagnosis_variants("digits") == ["scl", "moco"]
+    assert es.baseline_max_samples("spectral") == 10000 and es.baseline_max_samples("kmeans") == 0  # null = all
 
 
 def test_fashion_and_paper_sets(params):

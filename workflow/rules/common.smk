@@ -61,8 +61,7 @@ def prepare_missing_root(wildcards):
 
 def baseline_args(wildcards):
     """--max-samples from params.yaml (null = every image: 0 for `scl baseline`)."""
-    n = (config.get("baselines") or {}).get(wildcards.method, {}).get("max_samples")
-    return f"--max-samples {n or 0}"
+    return f"--max-samples {EXP.baseline_max_samples(wildcards.method)}"
 
 
 # ------------------------------------------------------------------ tables and figures
