@@ -12,7 +12,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from scl.config import ConfigError, resolve
-from scl.data.cli import DATASET_NAMES
+from scl.data import DATASET_NAMES
 
 # which variants each table/figure compares (spec section 10)
 PRODUCT_VARIANTS = {
