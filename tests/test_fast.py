@@ -50,6 +50,7 @@ def _cl(x: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------- same numbers
 
 
+@pytest.mark.slow
 def test_channels_last_gives_the_same_loss_and_gradients():
     plain = _model()
     fast = copy.deepcopy(plain).to(memory_format=torch.channels_last)
@@ -73,6 +74,7 @@ def test_channels_last_gives_the_same_loss_and_gradients():
     assert plain.state_dict().keys() == fast.state_dict().keys()
 
 
+@pytest.mark.slow
 def test_bf16_autocast_is_close_to_float32_and_keeps_the_losses_in_float32():
     plain = _model()
     fast = copy.deepcopy(plain)
@@ -94,6 +96,7 @@ def test_bf16_autocast_is_close_to_float32_and_keeps_the_losses_in_float32():
     assert h.dtype == torch.bfloat16
 
 
+@pytest.mark.slow
 def test_infer_all_respects_amp_and_channels_last():
     model = _model()
     images = torch.randint(0, 256, (10, 3, 16, 16), dtype=torch.uint8)
@@ -176,6 +179,7 @@ def test_fast_settings_may_change_on_resume(tmp_path):
     assert resumed.run() is not None and resumed.epoch == 2
 
 
+@pytest.mark.slow
 def test_compiled_encoders_keep_checkpoint_keys_and_losses():
     model = _model("small_cnn", channels=1, tasks=("instance",))
     keys = list(model.state_dict())
@@ -188,6 +192,7 @@ def test_compiled_encoders_keep_checkpoint_keys_and_losses():
     assert loss_b.item() == pytest.approx(loss_a.item(), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_compile_failure_is_a_clear_training_error(tmp_path, monkeypatch):
     def broken_backend(gm, example_inputs):
         raise RuntimeError("no compiler here")
@@ -201,6 +206,7 @@ def test_compile_failure_is_a_clear_training_error(tmp_path, monkeypatch):
 COMPILE_BUDGET_S = int(os.environ.get("SCL_TEST_COMPILE_BUDGET_S", 15))
 
 
+@pytest.mark.slow
 def test_one_epoch_with_compile(tmp_path):
     """compile=true end to end, where torch.compile (inductor: a C++ compiler per graph) can
     do it within COMPILE_BUDGET_S on this CPU; otherwise skipped, with the reason. Runs in
@@ -235,6 +241,7 @@ def test_one_epoch_with_compile(tmp_path):
 # ---------------------------------------------------------------------------- scl bench
 
 
+@pytest.mark.slow
 def test_bench_runs_end_to_end_and_writes_every_figure(tmp_path):
     from scl.cli import main
 

@@ -64,6 +64,7 @@ def test_reported_csvs_load_and_missing_one_is_clear():
 
 
 # ---------------------------------------------------------------------------- tables
+@pytest.mark.slow
 def test_table1_files_and_numbers(tree, tmp_path, capsys):
     runs, base = tree
     out = tmp_path / "tables/table1"
@@ -183,6 +184,7 @@ def fig_runs(tmp_path):
     return runs, data
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["fig3", "fig4", "curves", "fig6", "confusion"])
 def test_figures_write_png(fig_runs, tmp_path, name):
     runs, data = fig_runs
@@ -233,6 +235,7 @@ def test_confusion_needs_labels(fig_runs, tmp_path, capsys):
     assert "no class labels" in capsys.readouterr().err and not out.exists()
 
 
+@pytest.mark.slow
 def test_fig5_umap(fig_runs, tmp_path):
     runs, _ = fig_runs
     out = tmp_path / "fig5.png"
