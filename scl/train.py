@@ -9,6 +9,10 @@ Run folder (see docs/ARCHITECTURE.md):
   features_init.npz  features at initialisation (Figure 5)
   features.npz       features after training (Figure 5, K-means on features)
 
+Parts: each step is `scl.step.train_step`; the end-of-epoch update of pseudo-labels, class
+weights and eq. 6 counts is `scl.cluster_state.update_clusters`; device / AMP / compile
+helpers are in `scl.device`. This module runs epochs, scores them, and keeps the run folder.
+
 Determinism: every epoch draws its batch order and augmentations from a generator
 seeded by (seed, epoch), so a resumed run replays exactly what an uninterrupted run
 would have done; on the CPU the two give identical results.
