@@ -1,13 +1,14 @@
 # Two commands do everything (README):
 #   make run    set up .venv/ and run the main job on the embedded default data
 #   make test   set up .venv/ and run the test suite (what CI runs: .ci/run)
+#   make test-fast   the same without the tests marked slow (seconds)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 CORES  ?= 2
 
-.PHONY: setup run test lint clean-venv pipeline push pull
+.PHONY: setup run test test-fast lint clean-venv pipeline push pull
 
 setup: $(STAMP)
 
@@ -27,6 +28,10 @@ run: pipeline
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# no training runs, no pipeline: the unit tests (tests marked @pytest.mark.slow left out)
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # The Snakemake + DVC pipeline (docs/PIPELINE.md). SET=smoke|digits|fashion|paper|folder
 # overrides params.yaml's experiment_set.

@@ -1,6 +1,7 @@
 """Classical clustering baselines on raw pixels (Table 1's K-means, SC, AC and NMF rows).
 
   scl baseline METHOD --dataset D [--data data/prepared/D.npz] [--seed S] [--out .../metrics.json]
+  (the command line is in scl/cli.py)
 
 Every image is flattened and scaled to [0, 1]; the number of clusters is the dataset's
 `num_classes` in params.yaml. Spectral and agglomerative clustering need O(N^2) memory,
@@ -16,11 +17,7 @@ metrics.json.)
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -110,60 +107,3 @@ def run_baseline_on(
 
 
 # ---------------------------------------------------------------------------- command line
-def add_baseline_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "baseline", help="a classical clustering baseline on raw pixels (K-means, SC, AC, NMF)",
-        description="Cluster a prepared dataset's raw pixels (flattened, scaled to [0, 1]) into num_classes "
-                    "clusters and score the result (ACC, NMI, ARI) into metrics.json. spectral and "
-                    "agglomerative run on a seeded subsample (--max-samples, default 10,000).",
-    )
-    p.add_argument("method", help=f"one of: {', '.join(METHODS)}")
-    p.add_argument("--dataset", required=True, help="a dataset named in params.yaml")
-    p.add_argument("--data", help="prepared .npz (default: data/prepared/<dataset>.npz)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--params", default="params.yaml", help="settings file (default: params.yaml)")
-    p.add_argument("--out", help="metrics file (default: results/baselines/<dataset>/<method>/seed<seed>/metrics.json)")
-    p.add_argument("--max-samples", type=int, default=None,
-                   help="cluster a seeded random subsample of this many images (default: 10,000 for spectral "
-                        "and agglomerative, all images for kmeans and nmf; 0 = all)")
-    p.set_defaults(func=run_baseline)
-    return p
-
-
-def run_baseline(args) -> int:
-    from scl.config import ConfigError, load_params
-    from scl import paths
-    from scl.io import atomic_write_json
-
-    prog = "scl baseline"
-    try:
-        if args.method not in METHODS:
-            raise BaselineError(f"unknown method {args.method!r}; choose one of: {', '.join(METHODS)}")
-        params = load_params(args.params)
-        if args.dataset not in params["datasets"]:
-            raise BaselineError(f"unknown dataset {args.dataset!r}; params.yaml defines: {', '.join(params['datasets'])}")
-        if args.seed < 0:
-            raise BaselineError(f"seed must be non-negative, got {args.seed}")
-        k = int(params["datasets"][args.dataset]["num_classes"])
-        data_path = Path(args.data or paths.prepared(args.dataset))
-        if not data_path.exists():
-            raise BaselineError(f"prepared dataset {data_path} does not exist; create it with "
-                                f"`scl prepare {args.dataset} --out {data_path}`")
-        from scl.data.prepared import load_prepared
-
-        data = load_prepared(data_path)
-        max_samples = DEFAULT_MAX_SAMPLES[args.method] if args.max_samples is None else (args.max_samples or None)
-        record = run_baseline_on(args.method, data.images, data.labels, k, args.seed, max_samples, args.dataset,
-                                 log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    except (BaselineError, ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    out = Path(args.out or paths.baseline_metrics(args.dataset, args.method, args.seed))
-    record["data"] = str(data_path)
-    # the wall-clock time goes beside, not into the result (scl.paths.TIMING)
-    atomic_write_json(out.parent / paths.TIMING, {"time_s": record["time_s"]})
-    atomic_write_json(out, {k: v for k, v in record.items() if k != "time_s"})
-    print(f"{prog} {args.method} on {args.dataset}: ACC {record['acc']:.3f} NMI {record['nmi']:.3f} "
-          f"ARI {record['ari']:.3f} in {record['time_s']:.1f}s -> {out}", file=sys.stderr)
-    print(json.dumps({k: record[k] for k in ("method", "dataset", "seed", "n", "subsample", "acc", "nmi", "ari")}))
-    return 0

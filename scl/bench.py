@@ -3,10 +3,14 @@
 Four figures, each in samples (images) per second, the median over `--repeats` rounds of
 `--steps` timed iterations after `--warmup` untimed ones:
 
-  scl_step         SCLModel.training_step + backward + SGD step + momentum update + enqueue,
-                   tasks target + under + instance, on fixed augmented views
-  moco_step        the same with tasks = [instance] only (plain MoCo: same backbone, batch,
-                   queue size), no re-weighting and no class weights (params.yaml's `moco`)
+  scl_step         scl.step.train_step (forward, losses, backward, SGD step, momentum
+                   update, enqueue), tasks target + under + instance, on fixed augmented views
+  moco_step        the same with params.yaml's `moco` variant (tasks = [instance] only: plain
+                   MoCo with the same backbone, batch and queue size, no re-weighting)
+
+The model and the optimiser are built as `scl train` builds them, from the settings that
+`scl.config.resolve` gives for `--dataset` (variants `scl` and `moco`) in `--params`; the
+command-line options (backbone, sizes, recipe, memory size, fast-path flags) override them.
   batched_augment  two views of a batch drawn by index from a device-resident uint8 tensor,
                    by scl.augment (per-sample parameters, batched tensor operations)
   pil_loader       the conventional path: a Dataset that turns each uint8 image into a PIL
@@ -29,13 +33,11 @@ named in PEAK_TFLOPS its share of the peak is given too.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import re
 import socket
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -57,37 +59,6 @@ PEAK_TFLOPS = (
 )
 
 GOALS = {"batched_over_pil_throughput_min": 3.0, "scl_over_moco_step_time_max": 1.15}
-
-
-def add_bench_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "bench", help="throughput: SCL vs MoCo training step, batched vs PIL augmentation (JSON)",
-        description="Samples/s of the SCL training step, a plain MoCo step, the batched augmentation and a "
-                    "per-image PIL DataLoader, in one run; writes a JSON with the machine, the settings, "
-                    "medians over rounds and the ratios (see scl/bench.py).",
-    )
-    p.add_argument("--backbone", default="resnet18", choices=("resnet18", "resnet34", "small_cnn"))
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--channels", type=int, default=3, choices=(1, 3))
-    p.add_argument("--recipe", default="mocov2", help="augmentation recipe (mocov2 | grayscale | digits)")
-    p.add_argument("--num-classes", type=int, default=10, help="C: clusters of the target task (default 10)")
-    p.add_argument("--memory-size", type=int, default=4096, help="K, as params.yaml (default 4096)")
-    p.add_argument("--steps", type=int, default=10, help="timed iterations per round (default 10)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed iterations before timing (default 3)")
-    p.add_argument("--repeats", type=int, default=5, help="rounds; figures are medians over them (default 5)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument("--amp", default="off", choices=("off", "bf16", "fp16"), help="autocast of the encoders")
-    p.add_argument("--channels-last", action="store_true", help="model and batches in channels_last")
-    p.add_argument("--compile", action="store_true", help="torch.compile the encoders")
-    p.add_argument("--num-workers", type=int, default=os.cpu_count() or 2,
-                   help=f"DataLoader workers of the PIL path (default: os.cpu_count() = {os.cpu_count()})")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="JSON file (default: results/bench/bench-<device>-<backbone>-<size>-<batch>"
-                                 "[-flags].json, flags: amp, cl, compile, t<threads>)")
-    p.set_defaults(func=run_bench)
-    return p
 
 
 # ---------------------------------------------------------------------------- machine
@@ -225,14 +196,21 @@ class PILTwoViews:
         return self.transform(img), self.transform(img)
 
 
-def _model(backbone, channels, num_classes, memory_size, tasks, seed):
-    import torch
+def bench_settings(args, variant: str):
+    """The resolved settings (scl.config.resolve) of `--dataset` and `variant` in `--params`,
+    with the command line's backbone, sizes, recipe, memory size and fast-path flags."""
+    import dataclasses
 
-    from scl.models.scl_model import SCLConfig, SCLModel
+    from scl.config import load_params, resolve
 
-    torch.manual_seed(seed)
-    return SCLModel(SCLConfig(backbone=backbone, in_channels=channels, num_classes=num_classes, tasks=tasks,
-                              memory_size=memory_size), generator=torch.Generator().manual_seed(seed))
+    overrides = {"backbone": args.backbone, "batch_size": args.batch_size, "augment": args.recipe,
+                 "memory_size": args.memory_size, "amp": args.amp, "channels_last": args.channels_last,
+                 "compile": args.compile}
+    params = load_params(args.params)
+    settings = resolve(params, args.dataset, variant, args.seed, overrides)
+    ds = dataclasses.replace(settings.dataset, num_classes=args.num_classes, image_size=args.image_size,
+                             channels=args.channels)
+    return dataclasses.replace(settings, dataset=ds)
 
 
 def count_flops(args, channels: int) -> dict:
@@ -266,8 +244,9 @@ def count_flops(args, channels: int) -> dict:
     out["step_gflop_per_sample_estimate"] = STEP_FORWARD_EQUIVALENTS * out["forward_gflop_per_image"]
     try:  # a whole SCL step (forwards, losses, backward), measured
         b = args.batch_size
-        model = _model(args.backbone, channels, args.num_classes, args.memory_size,
-                       ("target", "under", "instance"), args.seed).to("meta")
+        from scl.step import build_model
+
+        model = build_model(bench_settings(args, "scl")).to("meta")
         x = torch.empty(b, channels, args.image_size, args.image_size, device="meta")
         labels = {t: torch.zeros(b, dtype=torch.long, device="meta") for t in model.clustered}
         with FlopCounterMode(display=False) as fc:
@@ -293,35 +272,14 @@ def _summary(times: list[float], per_iter: int, steps: int) -> dict:
     }
 
 
-def run_bench(args) -> int:
-    from scl.train import TrainingError
-
-    try:
-        result = bench(args)
-    except TrainingError as e:
-        print(f"scl bench: {e}", file=sys.stderr)
-        return 3
-    except ValueError as e:
-        print(f"scl bench: {e}", file=sys.stderr)
-        return 2
-    r, q = result["results"], result["ratios"]
-    print(f"scl bench: {result['machine']['device']} {args.backbone} {args.image_size}px batch {args.batch_size} "
-          f"amp={args.amp} channels_last={args.channels_last} compile={args.compile}", file=sys.stderr)
-    for k, v in r.items():
-        print(f"  {k:16s} {v['samples_per_s']:10.1f} samples/s  {v['ms_per_step']:8.2f} ms/step", file=sys.stderr)
-    print(f"  SCL / MoCo step time {q['scl_over_moco_step_time']:.3f}   "
-          f"batched / PIL throughput {q['batched_over_pil_throughput']:.2f}", file=sys.stderr)
-    print(result["out"])
-    return 0
-
-
 def bench(args) -> dict:
     """Run every measurement; write and return the JSON record."""
     import torch
 
     from scl.augment import build_augment
     from scl.io import atomic_write_json
-    from scl.train import amp_dtype, autocast, explain_compile_errors, pick_device
+    from scl.device import amp_dtype, explain_compile_errors, grad_scaler, pick_device, to_channels_last
+    from scl.step import build_model, build_optimizer, set_lr, train_step
 
     for name in ("steps", "warmup", "repeats", "batch_size", "image_size"):
         if getattr(args, name) < (0 if name == "warmup" else 1):
@@ -392,44 +350,33 @@ def bench(args) -> dict:
         pil_t.append(pil_round())
 
     # ---- (a) SCL step and (b) MoCo step, alternating rounds
-    x_q, x_k = batched_views()
-    if args.channels_last:
-        x_q, x_k = x_q.contiguous(memory_format=torch.channels_last), x_k.contiguous(memory_format=torch.channels_last)
+    x_q, x_k = (to_channels_last(v, args.channels_last) for v in batched_views())
 
-    def make_step(tasks, reweight: bool, balance: bool):
-        model = _model(args.backbone, c, args.num_classes, args.memory_size, tasks, args.seed).to(dev)
+    def make_step(variant: str):
+        settings = bench_settings(args, variant)
+        t = settings.train
+        model = build_model(settings).to(dev)
         if args.channels_last:
             model.to(memory_format=torch.channels_last)
         if args.compile:
             model.compile_encoders()
         model.train()
-        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.03, momentum=0.9,
-                              weight_decay=5e-4)
-        scaler = torch.amp.GradScaler(dev.type) if amp == torch.float16 else None
+        opt = build_optimizer(model, t)
+        set_lr(opt, t.lr)
+        scaler = grad_scaler(dev, amp)
         lab_gen = torch.Generator().manual_seed(args.seed + 1)
-        labels = {t: torch.randint(0, k, (b,), generator=lab_gen).to(dev) for t, k in model.num_clusters.items()}
-        counts = torch.ones(b, device=dev) if reweight else None
-        weights = {t: torch.ones(k, device=dev) for t, k in model.num_clusters.items()} if balance else None
+        labels = {k: torch.randint(0, c, (b,), generator=lab_gen).to(dev) for k, c in model.num_clusters.items()}
+        counts = torch.ones(b, device=dev) if t.reweight else None
+        weights = {k: torch.ones(c, device=dev) for k, c in model.num_clusters.items()} if t.balance_loss else None
 
         def step():
-            with autocast(dev, amp):
-                loss, _, keys = model.training_step(x_q, x_k, labels, counts, weights)
-            opt.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                opt.step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            model.momentum_update()
-            model.enqueue(keys, labels)
+            train_step(model, opt, x_q, x_k, labels, counts, weights, amp, scaler)
 
         return step
 
     with explain_compile_errors(args.compile):
-        scl_step = make_step(("target", "under", "instance"), True, True)
-        moco_step = make_step(("instance",), False, False)
+        scl_step = make_step("scl")
+        moco_step = make_step("moco")
         for _ in range(max(args.warmup, 3 if args.compile else 0)):
             scl_step()
             moco_step()
@@ -471,7 +418,7 @@ def bench(args) -> dict:
             flops["peak_precision"] = precision
             flops["share_of_peak"] = flops["scl_step_achieved_tflops"] / peak[precision]
 
-    settings = {k: v for k, v in vars(args).items() if k not in ("func", "command", "verbose")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("run", "command", "verbose")}
     settings["n_images"] = n_images
     settings["pil_warmup_batches"] = pil_warmup
     out = Path(args.out) if args.out else default_out(info, args)

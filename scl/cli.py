@@ -1,4 +1,8 @@
-"""`scl <command>`: the package's command line, which the Snakemake rules call.
+"""`scl <command>`: the package's command line, which the Snakemake rules call. Every
+command is here: its options (`_add_<name>_parser`) and its handler (`run_<name>`, which
+turns the package's errors into exit codes), paired in `COMMANDS`. A new command is one
+entry there and its two functions. Handlers import the heavy modules (torch, pandas,
+matplotlib) themselves, so building the parser stays fast.
 
   scl prepare DATASET           download, verify and prepare a dataset into one .npz
   scl train --dataset D         one SCL run (variant, seed, overrides), resumable
@@ -7,7 +11,7 @@
   scl figure {fig3,fig4,fig5,fig6,curves,confusion}   figures as PNG
   scl diagnose --dataset D      head vs K-means vs k-NN probe on the features, per-class recall
   scl bench                     throughput: SCL vs MoCo step, batched vs PIL augmentation
-Exit codes: 0 done, 2 bad input (settings, data), 3 training failed.
+Exit codes: 0 done, 2 bad input (settings, data, missing inputs), 3 training failed.
 """
 
 from __future__ import annotations
@@ -15,16 +19,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 from scl import paths
+from scl.baselines import METHODS
 from scl.config import ConfigError, load_params, parse_overrides, resolve, settings_from_json
+from scl.data import DATASET_NAMES
+from scl.experiments import FIGURES, TABLES
 
 # datasets that need no download, so `scl train` may prepare them on first use
 LOCAL_DATASETS = ("digits", "fashion")
 
 
+# ---------------------------------------------------------------------------- scl train
 def _add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train one SCL model (resumes an interrupted run)")
     p.add_argument("--dataset", help="a dataset named in params.yaml (required unless --settings)")
@@ -91,41 +101,333 @@ def run_train(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- scl prepare
+def _add_prepare_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "prepare",
+        help="download, verify and prepare a dataset into one .npz",
+        description="Fetch a dataset (or read it from --root), verify checksums, and write the compact "
+                    ".npz every other command reads. Downloads and extracted archives are kept in --raw-dir.",
+    )
+    p.add_argument("name", choices=DATASET_NAMES, help="dataset")
+    p.add_argument("--out", type=Path, default=None, help=f"output .npz (default: {paths.prepared('<name>')})")
+    p.add_argument("--raw-dir", type=Path, default=Path("data/raw"), help="downloads and extracted archives "
+                   "(default: data/raw)")
+    p.add_argument("--root", type=Path, default=None,
+                   help="imagenet10 / imagenet-dogs: the ImageNet train folder (<root>/<wnid>/*.JPEG); "
+                        "folder: your image folder; tiny-imagenet: an extracted tiny-imagenet-200 folder")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="output side for imagenet10, imagenet-dogs, tiny-imagenet, folder "
+                        "(default: 96, 96, 64, 64)")
+    p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
+    p.add_argument("--workers", type=int, default=None, help="image decoding threads (default: min(8, CPUs))")
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from scl.data.errors import DataError
+    from scl.data.prepared import load_meta
+    from scl.data.registry import prepare
+
+    out = args.out if args.out is not None else Path(paths.prepared(args.name))
+    try:
+        path = prepare(args.name, out, raw_dir=args.raw_dir, download=not args.no_download, root=args.root,
+                       image_size=args.image_size, workers=args.workers)
+    except DataError as e:
+        print(f"scl prepare {args.name}: error: {e}", file=sys.stderr)
+        return 2
+    meta = load_meta(path)
+    shape = "x".join(str(s) for s in meta.get("image_shape", []))
+    print(f"prepared {args.name}: {meta.get('num_images')} images of {shape}, "
+          f"{meta.get('num_classes')} classes -> {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- scl baseline
+def _add_baseline_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "baseline", help="a classical clustering baseline on raw pixels (K-means, SC, AC, NMF)",
+        description="Cluster a prepared dataset's raw pixels (flattened, scaled to [0, 1]) into num_classes "
+                    "clusters and score the result (ACC, NMI, ARI) into metrics.json. spectral and "
+                    "agglomerative run on a seeded subsample (--max-samples, default 10,000).",
+    )
+    p.add_argument("method", help=f"one of: {', '.join(METHODS)}")
+    p.add_argument("--dataset", required=True, help="a dataset named in params.yaml")
+    p.add_argument("--data", help=f"prepared .npz (default: {paths.prepared('<dataset>')})")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--params", default="params.yaml", help="settings file (default: params.yaml)")
+    p.add_argument("--out", help="metrics file (default: "
+                   f"{paths.baseline_metrics('<dataset>', '<method>', '<seed>')})")
+    p.add_argument("--max-samples", type=int, default=None,
+                   help="cluster a seeded random subsample of this many images (default: 10,000 for spectral "
+                        "and agglomerative, all images for kmeans and nmf; 0 = all)")
+
+
+def run_baseline(args) -> int:
+    from scl.baselines import DEFAULT_MAX_SAMPLES, BaselineError, run_baseline_on
+    from scl.io import atomic_write_json
+
+    prog = "scl baseline"
+    try:
+        if args.method not in METHODS:
+            raise BaselineError(f"unknown method {args.method!r}; choose one of: {', '.join(METHODS)}")
+        params = load_params(args.params)
+        if args.dataset not in params["datasets"]:
+            raise BaselineError(f"unknown dataset {args.dataset!r}; params.yaml defines: {', '.join(params['datasets'])}")
+        if args.seed < 0:
+            raise BaselineError(f"seed must be non-negative, got {args.seed}")
+        k = int(params["datasets"][args.dataset]["num_classes"])
+        data_path = Path(args.data or paths.prepared(args.dataset))
+        if not data_path.exists():
+            raise BaselineError(f"prepared dataset {data_path} does not exist; create it with "
+                                f"`scl prepare {args.dataset} --out {data_path}`")
+        from scl.data.prepared import load_prepared
+
+        data = load_prepared(data_path)
+        max_samples = DEFAULT_MAX_SAMPLES[args.method] if args.max_samples is None else (args.max_samples or None)
+        record = run_baseline_on(args.method, data.images, data.labels, k, args.seed, max_samples, args.dataset,
+                                 log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    except (BaselineError, ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out or paths.baseline_metrics(args.dataset, args.method, args.seed))
+    record["data"] = str(data_path)
+    # the wall-clock time goes beside, not into the result (scl.paths.TIMING)
+    atomic_write_json(out.parent / paths.TIMING, {"time_s": record["time_s"]})
+    atomic_write_json(out, {k: v for k, v in record.items() if k != "time_s"})
+    print(f"{prog} {args.method} on {args.dataset}: ACC {record['acc']:.3f} NMI {record['nmi']:.3f} "
+          f"ARI {record['ari']:.3f} in {record['time_s']:.1f}s -> {out}", file=sys.stderr)
+    print(json.dumps({k: record[k] for k in ("method", "dataset", "seed", "n", "subsample", "acc", "nmi", "ari")}))
+    return 0
+
+
+# ---------------------------------------------------------------------------- scl table / figure / diagnose
+def _add_table_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "table", help="Table 1, 2 or 3: reproduced numbers beside the paper's (md, csv, tex)",
+        description="Collect finished runs and baselines, average them over seeds and write the table beside "
+                    "the paper's reported numbers as <out>.md, <out>.csv and <out>.tex.",
+    )
+    p.add_argument("name", choices=TABLES)
+    p.add_argument("--runs", default=paths.runs_root(), help=f"a run tree (default: {paths.runs_root()}, "
+                   "where `scl train` puts runs; the workflow's are results/runs/<set>)")
+    p.add_argument("--baselines", default=paths.BASELINES_DIR, help=f"baseline results (default: {paths.BASELINES_DIR})")
+    p.add_argument("--out", help="output path without suffix (default: results/tables/<name>)")
+    p.add_argument("--datasets", nargs="+", metavar="D",
+                   help="columns, in this order (default: the paper's datasets and every dataset with results)")
+    p.add_argument("--extra-reported", action="append", default=[], metavar="CSV",
+                   help="more published numbers (columns method,dataset,nmi,acc,ari,source) for datasets the "
+                        "paper lacks; scl/reference/fashion_reported.csv is added to Table 1 by itself "
+                        "whenever fashion is a column")
+    p.add_argument("--seeds", nargs="+", type=int, metavar="S",
+                   help="only runs and baselines of these seeds (default: every seed found)")
+    p.add_argument("--quiet", action="store_true", help="do not print the markdown")
+
+
+def run_table(args) -> int:
+    from scl.report import ReportError
+    from scl.report.tables import build_table, render_markdown, write_table
+
+    try:
+        table = build_table(args.name, args.runs, args.baselines, datasets=args.datasets,
+                            extra_reported=args.extra_reported, seeds=args.seeds)
+    except ReportError as e:
+        print(f"scl table {args.name}: error: {e}", file=sys.stderr)
+        return 2
+    if not table.datasets:
+        print(f"scl table {args.name}: error: no dataset has a reproduced or reported number"
+              + (f" (asked for {', '.join(args.datasets)})" if args.datasets else ""), file=sys.stderr)
+        return 2
+    if table.dropped:
+        print(f"scl table {args.name}: left out {', '.join(table.dropped)} (no reproduced or reported number)",
+              file=sys.stderr)
+    written = write_table(table, Path(args.out or f"results/tables/{args.name}"))
+    if not args.quiet:
+        print(render_markdown(table))
+    print(f"scl table {args.name}: wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
+    return 0
+
+
+def _add_figure_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "figure", help="Figure 3, 4, 5, 6 or training curves (PNG)",
+        description="fig3/fig4: ACC bars per dataset over the ablation variants; fig5: UMAP of one run's features "
+                    "(init / trained); fig6: most and least confident images per cluster; curves: log.jsonl of "
+                    "every seed of one dataset/variant; confusion: classes x clusters of one run.",
+    )
+    p.add_argument("name", choices=FIGURES)
+    p.add_argument("--runs", default=paths.runs_root(), help=f"a run tree (default: {paths.runs_root()}, "
+                   "where `scl train` puts runs; the workflow's are results/runs/<set>)")
+    p.add_argument("--out", help="PNG to write (default: results/figures/<name>.png)")
+    p.add_argument("--dataset", help="fig5, fig6, curves: the dataset (fig3/fig4: only this one)")
+    p.add_argument("--datasets", nargs="+", metavar="D", help="fig3, fig4: these datasets, in this order "
+                   "(default: every dataset with runs of the variants)")
+    p.add_argument("--seed", type=int, default=0, help="fig5, fig6: the run's seed (default: 0)")
+    p.add_argument("--variant", help="fig5, fig6, curves: the run's variant (default: scl)")
+    p.add_argument("--data", help="fig6: the prepared .npz of the run (default: data/prepared/<dataset>.npz)")
+    p.add_argument("--seeds", nargs="+", type=int, metavar="S",
+                   help="fig3, fig4: only runs of these seeds (default: every seed found)")
+    p.add_argument("--max-points", type=int, default=5000, help="fig5: UMAP at most this many points (default: 5000)")
+
+
+def run_figure(args) -> int:
+    from scl.report import ReportError
+    from scl.report.figures import make_figure, save_png
+
+    if args.name in ("fig5", "fig6", "curves", "confusion") and not args.dataset:
+        print(f"scl figure {args.name}: error: --dataset is required", file=sys.stderr)
+        return 2
+    out = Path(args.out or f"results/figures/{args.name}.png")
+    what = f"{args.name}" + (f" for {args.dataset}" if args.dataset else "")
+    print(f"scl figure: drawing {what} from {args.runs} ...", file=sys.stderr, flush=True)
+    try:
+        png = make_figure(args.name, args.runs, dataset=args.dataset, seed=args.seed, data=args.data,
+                          variant=args.variant, datasets=args.datasets, max_points=args.max_points,
+                          seeds=args.seeds)
+    except ReportError as e:
+        print(f"scl figure {args.name}: error: {e}", file=sys.stderr)
+        return 2
+    save_png(out, png)
+    print(f"scl figure {args.name}: wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _add_diagnose_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "diagnose", help="what limits a dataset's clustering: head vs K-means vs a k-NN probe, per-class recall",
+        description="For each finished run: its own ACC/NMI/ARI, K-means on its backbone features, the "
+                    "leave-one-out k-NN accuracy of those features (a supervised probe) and per-class recall.",
+    )
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--runs", default=paths.runs_root(), help=f"a run tree (default: {paths.runs_root()}, "
+                   "where `scl train` puts runs; the workflow's are results/runs/<set>)")
+    p.add_argument("--variants", nargs="+", default=["scl"], metavar="V", help="default: scl")
+    p.add_argument("--seeds", nargs="+", type=int, metavar="S", help="default: every finished seed")
+    p.add_argument("--data", help="prepared .npz: class names and the raw-pixel reference row "
+                   "(default: data/prepared/<dataset>.npz)")
+    p.add_argument("--no-pixels", action="store_true", help="leave out the raw-pixel reference row")
+    p.add_argument("--out", help="output path without suffix (default: results/tables/diagnosis_<dataset>)")
+
+
+def run_diagnose(args) -> int:
+    import json
+
+    from scl.io import atomic_write_text
+    from scl.report import ReportError
+    from scl.report.diagnose import diagnose, diagnose_pixels, render_markdown
+
+    try:
+        rows = diagnose(args.runs, args.dataset, args.variants, args.seeds)
+    except ReportError as e:
+        print(f"scl diagnose: error: {e}", file=sys.stderr)
+        return 2
+    names, pixels = None, None
+    data = Path(args.data or paths.prepared(args.dataset))
+    if data.exists():
+        from scl.data.prepared import load_prepared
+
+        prepared = load_prepared(data)
+        names = [str(n) for n in prepared.class_names]
+        if not args.no_pixels and prepared.has_labels:
+            pixels = diagnose_pixels(prepared.images, prepared.labels)
+    elif args.data:
+        print(f"scl diagnose: error: {data} does not exist", file=sys.stderr)
+        return 2
+    stem = Path(args.out or f"results/tables/diagnosis_{args.dataset}")
+    text = render_markdown(rows, names, pixels)
+    atomic_write_text(stem.with_name(stem.name + ".md"), text)
+    atomic_write_text(stem.with_name(stem.name + ".json"),
+                      json.dumps({"runs": rows, "raw_pixels": pixels}, indent=2) + "\n")
+    print(text)
+    print(f"scl diagnose: wrote {stem}.md, {stem}.json", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------- scl bench
+def _add_bench_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bench", help="throughput: SCL vs MoCo training step, batched vs PIL augmentation (JSON)",
+        description="Samples/s of the SCL training step, a plain MoCo step, the batched augmentation and a "
+                    "per-image PIL DataLoader, in one run; writes a JSON with the machine, the settings, "
+                    "medians over rounds and the ratios (see scl/bench.py).",
+    )
+    p.add_argument("--backbone", default="resnet18", choices=("resnet18", "resnet34", "small_cnn"))
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--channels", type=int, default=3, choices=(1, 3))
+    p.add_argument("--recipe", default="mocov2", help="augmentation recipe (mocov2 | grayscale | digits)")
+    p.add_argument("--num-classes", type=int, default=10, help="C: clusters of the target task (default 10)")
+    p.add_argument("--memory-size", type=int, default=4096, help="K, as params.yaml (default 4096)")
+    p.add_argument("--steps", type=int, default=10, help="timed iterations per round (default 10)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed iterations before timing (default 3)")
+    p.add_argument("--repeats", type=int, default=5, help="rounds; figures are medians over them (default 5)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--amp", default="off", choices=("off", "bf16", "fp16"), help="autocast of the encoders")
+    p.add_argument("--channels-last", action="store_true", help="model and batches in channels_last")
+    p.add_argument("--compile", action="store_true", help="torch.compile the encoders")
+    p.add_argument("--num-workers", type=int, default=os.cpu_count() or 2,
+                   help=f"DataLoader workers of the PIL path (default: os.cpu_count() = {os.cpu_count()})")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--params", default="params.yaml", help="settings file (default: params.yaml)")
+    p.add_argument("--dataset", default="cifar10", help="the dataset whose resolved training settings (optimiser, "
+                   "temperature, momentum, ...) the steps use; the options above override them (default: cifar10)")
+    p.add_argument("--out", help="JSON file (default: results/bench/bench-<device>-<backbone>-<size>-<batch>"
+                                 "[-flags].json, flags: amp, cl, compile, t<threads>)")
+
+
+def run_bench(args) -> int:
+    from scl.bench import bench
+    from scl.errors import TrainingError
+
+    try:
+        result = bench(args)
+    except TrainingError as e:
+        print(f"scl bench: {e}", file=sys.stderr)
+        return 3
+    except ValueError as e:  # a ConfigError (bad --params / --dataset) included
+        print(f"scl bench: {e}", file=sys.stderr)
+        return 2
+    r, q = result["results"], result["ratios"]
+    print(f"scl bench: {result['machine']['device']} {args.backbone} {args.image_size}px batch {args.batch_size} "
+          f"amp={args.amp} channels_last={args.channels_last} compile={args.compile}", file=sys.stderr)
+    for k, v in r.items():
+        print(f"  {k:16s} {v['samples_per_s']:10.1f} samples/s  {v['ms_per_step']:8.2f} ms/step", file=sys.stderr)
+    print(f"  SCL / MoCo step time {q['scl_over_moco_step_time']:.3f}   "
+          f"batched / PIL throughput {q['batched_over_pil_throughput']:.2f}", file=sys.stderr)
+    print(result["out"])
+    return 0
+
+
+# ---------------------------------------------------------------------------- dispatch
+class Command(NamedTuple):
+    name: str
+    add_parser: Callable  # (subparsers) -> None: adds the `name` sub-parser and its options
+    run: Callable  # (argparse.Namespace) -> exit code
+
+
+COMMANDS = (
+    Command("prepare", _add_prepare_parser, run_prepare),
+    Command("train", _add_train_parser, run_train),
+    Command("baseline", _add_baseline_parser, run_baseline),
+    Command("table", _add_table_parser, run_table),
+    Command("figure", _add_figure_parser, run_figure),
+    Command("diagnose", _add_diagnose_parser, run_diagnose),
+    Command("bench", _add_bench_parser, run_bench),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scl", description="Deep clustering by Semantic Contrastive Learning")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_train_parser(sub)
-    try:
-        from scl.data.cli import add_prepare_parser
-
-        add_prepare_parser(sub)
-    except ImportError:  # pragma: no cover - data layer not installed
-        pass
-    from scl.baselines import add_baseline_parser
-    from scl.report_cli import add_diagnose_parser, add_figure_parser, add_table_parser
-
-    add_baseline_parser(sub)
-    add_table_parser(sub)
-    add_figure_parser(sub)
-    add_diagnose_parser(sub)
-    from scl.bench import add_bench_parser
-
-    add_bench_parser(sub)
+    for command in COMMANDS:
+        command.add_parser(sub)
+        sub.choices[command.name].set_defaults(run=command.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    if args.command == "train":
-        return run_train(args)
-    if args.command == "prepare":
-        from scl.data.cli import run_prepare
+    return args.run(args)
 
-        return run_prepare(args)
-    if args.command in ("baseline", "table", "figure", "diagnose", "bench"):
-        return args.func(args)
-    parser.error(f"unknown command {args.command}")
-    return 2

@@ -10,6 +10,10 @@ Run folder (see docs/ARCHITECTURE.md):
   features_init.npz  features at initialisation (Figure 5)
   features.npz       features after training (Figure 5, K-means on features)
 
+Parts: each step is `scl.step.train_step`; the end-of-epoch update of pseudo-labels, class
+weights and eq. 6 counts is `scl.cluster_state.update_clusters`; device / AMP / compile
+helpers are in `scl.device`. This module runs epochs, scores them, and keeps the run folder.
+
 Determinism: every epoch draws its batch order and augmentations from a generator
 seeded by (seed, epoch), so a resumed run replays exactly what an uninterrupted run
 would have done; on the CPU the two give identical results.
@@ -21,10 +25,7 @@ With all three off the loop is the plain float32 one.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -35,12 +36,16 @@ from tqdm import tqdm
 
 from scl import pseudo_labels as pl
 from scl.augment import build_augment, build_eval_transform
+from scl.cluster_state import ClusterState, update_clusters
 from scl.config import RunSettings, run_identity
 from scl.data.prepared import PreparedData
+from scl.device import amp_dtype, autocast, explain_compile_errors, grad_scaler, pick_device, to_channels_last
+from scl.errors import TrainingError
 from scl.io import atomic_savez, atomic_torch_save, atomic_write_json, write_jsonl
 from scl.metrics import evaluate
-from scl.models.scl_model import SCLConfig, SCLModel
+from scl.models.scl_model import SCLModel
 from scl.schedules import lr_schedule
+from scl.step import build_model, build_optimizer, epoch_generator, epoch_seed, set_lr, train_step
 from scl.timing import merge_timing, split_timing, write_timing
 
 log = logging.getLogger("scl.train")
@@ -48,67 +53,8 @@ log = logging.getLogger("scl.train")
 KMEANS_EVERY_EPOCH_MAX_N = 20_000  # per-epoch K-means scoring only where it is cheap
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (non-finite loss, incompatible checkpoint). Says why."""
-
-
 class CheckpointMismatch(TrainingError):
     """The run folder's checkpoint belongs to another run identity (settings or code)."""
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError(f"device {name!r} requested but CUDA is not available; use --set device=cpu")
-    return torch.device(name)
-
-
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of the `amp` setting on `device` (None: off), or a clear error."""
-    if amp in ("off", False, None):
-        return None
-    if amp == "fp16":
-        if device.type != "cuda":
-            raise TrainingError(f"amp=fp16 needs a CUDA device (it trains with a GradScaler); this run is on "
-                                f"{device}: use amp=bf16 or amp=off")
-        return torch.float16
-    if amp == "bf16":
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise TrainingError(f"amp=bf16: {torch.cuda.get_device_name(device)} does not support bfloat16; "
-                                "use amp=fp16 or amp=off")
-        if device.type not in ("cuda", "cpu"):
-            raise TrainingError(f"amp=bf16 is supported on cuda and cpu, not {device}; use amp=off")
-        return torch.bfloat16
-    raise TrainingError(f"unknown amp setting {amp!r}; use off, bf16 or fp16")
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    """torch.autocast for `dtype`, or no context at all when it is None (the plain path)."""
-    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
-
-
-def is_compile_error(e: BaseException) -> bool:
-    """An error raised by torch.compile's machinery (dynamo / inductor), not by the model."""
-    mod = type(e).__module__ or ""
-    return mod.startswith(("torch._dynamo", "torch._inductor")) or "BackendCompilerFailed" in type(e).__name__
-
-
-@contextlib.contextmanager
-def explain_compile_errors(enabled: bool):
-    """Turn a torch.compile failure into a TrainingError that names the setting."""
-    try:
-        yield
-    except Exception as e:
-        if enabled and is_compile_error(e):
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise TrainingError(f"torch.compile of the encoders failed ({type(e).__name__}: {first[:300]}); "
-                                "set compile: false (--set compile=false)") from e
-        raise
-
-
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
 @torch.no_grad()
@@ -160,35 +106,18 @@ class Trainer:
         self.augment = build_augment(self.t.augment, ds.image_size, ds.channels).to(self.device)
         self.eval_tf = build_eval_transform(self.t.augment, ds.image_size, ds.channels).to(self.device)
 
-        torch.manual_seed(settings.seed)
-        self.model = SCLModel(
-            SCLConfig(
-                backbone=self.t.backbone, backbone_width=self.t.cnn_width, in_channels=ds.channels, num_classes=ds.num_classes, tasks=self.t.tasks,
-                feature_dim=self.t.feature_dim, memory_size=self.t.memory_size, memory_init=self.t.memory_init,
-                temperature=self.t.temperature, ema_momentum=self.t.ema_momentum,
-                cross_cluster=self.t.cross_cluster, online_cd=self.t.online_cd,
-            ),
-            generator=torch.Generator().manual_seed(settings.seed),
-        ).to(self.device)
+        self.model = build_model(settings).to(self.device)
         self.amp = amp_dtype(self.t.amp, self.device)
-        self.scaler = torch.amp.GradScaler(self.device.type) if self.amp == torch.float16 else None
+        self.scaler = grad_scaler(self.device, self.amp)
         if self.t.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if self.t.compile:
             self.model.compile_encoders()
-        head_ids = {id(p) for p in self.model.classifiers.parameters()}
-        encoder = [p for p in self.model.parameters() if p.requires_grad and id(p) not in head_ids]
-        groups = [{"params": encoder, "lr_mult": 1.0}]
-        if head_ids:  # the classifiers f_phi may learn faster than the encoder (classifier_lr_mult)
-            groups.append({"params": list(self.model.classifiers.parameters()), "lr_mult": self.t.classifier_lr_mult})
-        self.opt = torch.optim.SGD(groups, lr=self.t.lr, momentum=self.t.sgd_momentum, weight_decay=self.t.weight_decay)
+        self.opt = build_optimizer(self.model, self.t)
         self.steps_per_epoch = self.n // self.t.batch_size  # drop_last, as MoCo
         self.lrs = lr_schedule(self.t.lr, self.t.epochs, self.steps_per_epoch, self.t.lr_schedule, self.t.warmup_epochs)
 
-        rng = np.random.default_rng(settings.seed)
-        self.pseudo = {t: pl.random_partition(self.n, c, rng) for t, c in self.model.num_clusters.items()}
-        self.class_weights = {t: np.ones(c, np.float32) for t, c in self.model.num_clusters.items()}
-        self.change_counts = np.full(self.n, float(self.t.reweight_s0), np.float32)
+        self.state = ClusterState.initial(self.n, self.model.num_clusters, self.t.reweight_s0, settings.seed)
         self.records: list[dict] = []
         self.epoch = 0  # epochs completed
 
@@ -208,9 +137,9 @@ class Trainer:
                 "identity": run_identity(self.s),
                 "model": self.model.state_dict(),
                 "optimizer": self.opt.state_dict(),
-                "pseudo": self.pseudo,
-                "class_weights": self.class_weights,
-                "change_counts": self.change_counts,
+                "pseudo": self.state.pseudo,
+                "class_weights": self.state.class_weights,
+                "change_counts": self.state.change_counts,
                 "records": split_timing(self.records)[0],
                 **({} if self.scaler is None else {"scaler": self.scaler.state_dict()}),
             },
@@ -234,8 +163,8 @@ class Trainer:
             )
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
-        self.pseudo, self.class_weights = ck["pseudo"], ck["class_weights"]
-        self.change_counts, self.epoch = ck["change_counts"], ck["epoch"]
+        self.state = ClusterState(ck["pseudo"], ck["class_weights"], ck["change_counts"])
+        self.epoch = ck["epoch"]
         self.records = merge_timing(self.out, ck["records"])
         if self.scaler is not None and ck.get("scaler"):
             self.scaler.load_state_dict(ck["scaler"])
@@ -248,42 +177,28 @@ class Trainer:
         t, dev = self.t, self.device
         gen = epoch_generator(self.s.seed, self.epoch)
         perm = torch.randperm(self.n, generator=gen)
-        pseudo = {k: torch.from_numpy(v).to(dev) for k, v in self.pseudo.items()}
-        weights = {k: torch.from_numpy(v).to(dev) for k, v in self.class_weights.items()} if t.balance_loss else None
-        counts = torch.from_numpy(self.change_counts).to(dev) if t.reweight else None
+        pseudo = {k: torch.from_numpy(v).to(dev) for k, v in self.state.pseudo.items()}
+        weights = {k: torch.from_numpy(v).to(dev) for k, v in self.state.class_weights.items()} if t.balance_loss else None
+        counts = torch.from_numpy(self.state.change_counts).to(dev) if t.reweight else None
         sums: dict[str, float] = {}
         self.model.train()
         start = time.perf_counter()
         for step in range(self.steps_per_epoch):
             idx = perm[step * t.batch_size : (step + 1) * t.batch_size].to(dev)
             batch = self.images[idx]  # B x C x H x W uint8
-            x_q, x_k = self.augment(batch, gen), self.augment(batch, gen)
-            if t.channels_last:
-                x_q = x_q.contiguous(memory_format=torch.channels_last)
-                x_k = x_k.contiguous(memory_format=torch.channels_last)
+            x_q = to_channels_last(self.augment(batch, gen), t.channels_last)
+            x_k = to_channels_last(self.augment(batch, gen), t.channels_last)
             labels = {k: v[idx] for k, v in pseudo.items()}
             lr = float(self.lrs[self.epoch * self.steps_per_epoch + step])
-            for g in self.opt.param_groups:
-                g["lr"] = lr * g["lr_mult"]
-            with autocast(dev, self.amp):
-                loss, terms, keys = self.model.training_step(
-                    x_q, x_k, labels, None if counts is None else counts[idx], weights)
+            set_lr(self.opt, lr)
+            loss, terms = train_step(self.model, self.opt, x_q, x_k, labels, None if counts is None else counts[idx],
+                                     weights, self.amp, self.scaler)
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"non-finite loss at epoch {self.epoch + 1}, step {step + 1}: "
                     + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
                     + f"; lower lr (now {t.lr}) or raise temperature (now {t.temperature})"
                 )
-            self.opt.zero_grad(set_to_none=True)
-            if self.scaler is None:
-                loss.backward()
-                self.opt.step()
-            else:  # fp16: scaled loss; steps with inf/nan gradients are skipped
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.opt)
-                self.scaler.update()
-            self.model.momentum_update()
-            self.model.enqueue(keys, labels)
             sums["loss"] = sums.get("loss", 0.0) + loss.item()
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v.item()
@@ -297,44 +212,26 @@ class Trainer:
         return rec
 
     def _end_of_epoch(self, rec: dict) -> dict[str, np.ndarray]:
-        """Eq. 5 refresh, ODC guards, eq. 6 counts; scores the target task if labels exist."""
+        """The clustering update (scl/cluster_state.py); scores the target task if labels exist."""
         t = self.t
         outs = self._infer_all()
+        self.state, update, raw = update_clusters(
+            self.state, outs, self.model.num_clusters, split_small=t.split_small,
+            min_cluster_ratio=t.min_cluster_ratio, split_seed=self.s.seed + self.epoch,
+            refill_seed=epoch_seed(self.s.seed, self.epoch) if t.refill_memory else None, memories=self.model.memories)
+        rec.update(update)
         evaluate_now = self.labels_true is not None and t.eval_every and (
             (self.epoch + 1) % t.eval_every == 0 or self.epoch + 1 == t.epochs
         )
-        for task, c in self.model.num_clusters.items():
-            raw, _ = pl.refresh(outs[f"prob_{task}"])
-            new, reseeded = raw, 0
-            if t.split_small:
-                min_size = pl.min_cluster_size(self.n, c, t.min_cluster_ratio)
-                new, reseeded = pl.split_small_clusters(raw, outs[f"prob_{task}"], outs[f"feat_{task}"], min_size, self.s.seed + self.epoch)
-            old = self.pseudo[task]
-            rec[f"changed_{task}"] = int((old != new).sum())
-            rec[f"reseeded_{task}"] = reseeded
-            rec[f"sizes_{task}"] = np.bincount(raw, minlength=c).tolist()
-            if task == self.reweight_task:
-                self.change_counts = pl.update_change_counts(self.change_counts, old, new)
-            self.pseudo[task] = new
-            self.class_weights[task] = pl.balanced_class_weights(new, c)
-            if t.refill_memory:
-                # our addition (not in the paper): make the memory agree with the refreshed
-                # labels at once, so a cluster re-seeded by the ODC guard holds from the next step
-                feats = torch.from_numpy(outs[f"feat_{task}"])
-                self.model.memories[task].refill(feats, torch.from_numpy(new), epoch_generator(self.s.seed, self.epoch))
-            if evaluate_now:
-                m = evaluate(self.labels_true, raw)
+        if evaluate_now:
+            for task, labels in raw.items():
+                m = evaluate(self.labels_true, labels)
                 suffix = "" if task == "target" else f"_{task}"
                 rec.update({f"acc{suffix}": m["acc"], f"nmi{suffix}": m["nmi"], f"ari{suffix}": m["ari"]})
-        if evaluate_now and "target" not in self.model.num_clusters and self.n <= KMEANS_EVERY_EPOCH_MAX_N:
-            m = evaluate(self.labels_true, _kmeans(outs["backbone"], self.s.dataset.num_classes, self.s.seed))
-            rec.update({"acc": m["acc"], "nmi": m["nmi"], "ari": m["ari"]})
+            if "target" not in self.model.num_clusters and self.n <= KMEANS_EVERY_EPOCH_MAX_N:
+                m = evaluate(self.labels_true, _kmeans(outs["backbone"], self.s.dataset.num_classes, self.s.seed))
+                rec.update({"acc": m["acc"], "nmi": m["nmi"], "ari": m["ari"]})
         return outs
-
-    @property
-    def reweight_task(self) -> str | None:
-        """Eq. 6 counts label changes of the target task (of 'under' where it is alone)."""
-        return next((k for k in ("target", "under") if k in self.model.num_clusters), None)
 
     # ------------------------------------------------------------------ the run
     def run(self, stop_after_epoch: int | None = None) -> dict | None:

@@ -14,7 +14,8 @@ import scl.data
 import scl.data.download as dl
 import scl.io
 from scl.data import registry
-from scl.data.cli import DATASET_NAMES, add_prepare_parser, run_prepare
+from scl.cli import build_parser, run_prepare
+from scl.data import DATASET_NAMES
 from scl.data.errors import DataError
 from scl.data.prepared import load_prepared
 
@@ -31,9 +32,7 @@ def no_network(monkeypatch):
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="scl")
-    add_prepare_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["prepare", *argv])
+    return build_parser().parse_args(["prepare", *argv])
 
 
 def test_registry_names_and_specs():
@@ -104,7 +103,7 @@ def test_cli_prepare_success_and_error(tmp_path, capsys):
         (folder / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (10, 10), (i * 50, 0, 0)).save(folder / f"c{i % 2}" / f"{i}.png")
     args = parse("folder", "--root", str(folder), "--out", str(tmp_path / "f.npz"), "--image-size", "12")
-    assert args.func is run_prepare
+    assert args.run is run_prepare
     assert run_prepare(args) == 0
     assert "3 images of 12x12x3, 2 classes" in capsys.readouterr().out
     assert load_prepared(tmp_path / "f.npz").labels.tolist() == [0, 0, 1]

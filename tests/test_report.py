@@ -64,6 +64,7 @@ def test_reported_csvs_load_and_missing_one_is_clear():
 
 
 # ---------------------------------------------------------------------------- tables
+@pytest.mark.slow
 def test_table1_files_and_numbers(tree, tmp_path, capsys):
     runs, base = tree
     out = tmp_path / "tables/table1"
@@ -183,6 +184,7 @@ def fig_runs(tmp_path):
     return runs, data
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["fig3", "fig4", "curves", "fig6", "confusion"])
 def test_figures_write_png(fig_runs, tmp_path, name):
     runs, data = fig_runs
@@ -201,13 +203,26 @@ def test_confusion_matrix_hand_computed():
     # cluster 1 matches no class and comes last
     labels = np.array([0, 0, 0, 0, 1, 1, 1, 2])
     pred = np.array([2, 2, 2, 1, 0, 0, 2, 5])
-    counts, classes, order = confusion_matrix(labels, pred)
+    counts, classes, order, acc = confusion_matrix(labels, pred)
     assert classes == [0, 1, 2] and order == [2, 0, 5, 1]
     assert counts.tolist() == [[3, 0, 0, 1],
                                [1, 2, 0, 0],
                                [0, 0, 1, 0]]
-    # the diagonal of the matched block is the ACC numerator
-    assert np.trace(counts[:, :3]) == 6
+    assert acc == pytest.approx(6 / 8)
+
+
+def test_confusion_acc_is_evaluates_when_a_cluster_is_empty():
+    from scl.report.figures import confusion_matrix
+
+    # 3 classes, 2 non-empty clusters: cluster 0 = class 0 (3 of 4), cluster 1 = class 2 (3 of 5);
+    # class 1 has no cluster. ACC = 6/9; the trace of the counts would pair class 1 with
+    # cluster 1 and give 5/9 = 0.556
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    pred = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1])
+    counts, classes, order, acc = confusion_matrix(labels, pred)
+    assert order == [0, 1]
+    assert counts.tolist() == [[3, 0], [1, 2], [0, 3]]
+    assert acc == pytest.approx(6 / 9)
 
 
 def test_confusion_needs_labels(fig_runs, tmp_path, capsys):
@@ -220,6 +235,7 @@ def test_confusion_needs_labels(fig_runs, tmp_path, capsys):
     assert "no class labels" in capsys.readouterr().err and not out.exists()
 
 
+@pytest.mark.slow
 def test_fig5_umap(fig_runs, tmp_path):
     runs, _ = fig_runs
     out = tmp_path / "fig5.png"

@@ -320,18 +320,21 @@ def figure_curves(runs_dir, dataset: str | None, variant: str = "scl") -> bytes:
 
 
 # ---------------------------------------------------------------------------- confusion
-def confusion_matrix(labels: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, list[int], list[int]]:
-    """Counts classes x clusters, and the cluster order of the columns: the cluster the
-    Hungarian map gives each class first (in class order), then the unmatched clusters."""
-    from scl.metrics import contingency, hungarian_map
+def confusion_matrix(labels: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, list[int], list[int], float]:
+    """Counts classes x clusters, the cluster order of the columns (the cluster `evaluate`'s
+    map gives each class first, in class order, then the unmatched clusters) and `evaluate`'s
+    ACC. The ACC is not the trace of the counts: where a class has no cluster (more classes
+    than non-empty clusters), the diagonal would pair it with an unmatched cluster."""
+    from scl.metrics import contingency, evaluate
 
+    scores = evaluate(labels, pred)
     classes = np.unique(labels).tolist()
     clusters = np.unique(pred).tolist()
-    by_class = {cls: c for c, cls in hungarian_map(labels, pred).items()}  # class -> cluster
+    by_class = {cls: c for c, cls in scores["mapping"].items() if cls >= 0}  # class -> cluster
     order = [by_class[k] for k in classes if k in by_class]
     order += [c for c in clusters if c not in order]
     counts = contingency(labels, pred)[np.ix_(order, classes)].T  # clusters x classes -> classes x clusters
-    return counts, classes, order
+    return counts, classes, order, scores["acc"]
 
 
 def figure_confusion(runs_dir, dataset: str | None, seed: int = 0, data=None, variant: str = "scl") -> bytes:
@@ -347,7 +350,7 @@ def figure_confusion(runs_dir, dataset: str | None, seed: int = 0, data=None, va
         from scl.data.prepared import load_prepared
 
         names = [str(n) for n in load_prepared(data_path).class_names]
-    counts, classes, order = confusion_matrix(labels, pred)
+    counts, classes, order, acc = confusion_matrix(labels, pred)
     frac = counts / np.maximum(counts.sum(1, keepdims=True), 1)  # row-normalised: where each class goes
     plt = _plt()
     n = max(len(classes), len(order))
@@ -364,7 +367,6 @@ def figure_confusion(runs_dir, dataset: str | None, seed: int = 0, data=None, va
         ax.set_xticks(range(len(order)), [str(c) for c in order], fontsize=7)
     ax.set_xlabel("cluster (in the order of the Hungarian class match)", fontsize=8)
     ax.set_ylabel("class", fontsize=8)
-    acc = np.trace(counts[:, : len(classes)]).item() / max(counts.sum().item(), 1)
     ax.set_title(f"{dataset} ({variant}, seed {seed}): share of each class per cluster; ACC {acc:.3f}", fontsize=9)
     return _png(fig)
 

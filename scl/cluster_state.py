@@ -1,0 +1,97 @@
+"""The end-of-epoch update of a run's clustering state (Algorithm 1, line 10; spec section 6).
+
+After every epoch, from the query encoder's outputs on the whole (un-augmented) dataset:
+  eq. 5       refresh each clustered task's pseudo-labels (argmax of its probabilities)
+  ODC (b)     empty small clusters and split the largest by 2-means (`split_small`)
+  eq. 6       count label changes per sample, for the re-weighting of eq. 7
+  ODC (a)     class-balanced weights of the concept-discrimination loss
+  refill      (ours, not in the paper) rebuild each semantic memory from the new labels
+
+`update_clusters` is a function of explicit state: it takes a `ClusterState` and returns
+a new one with the epoch's log record; only the memory refill acts in place (on the
+model's memories, when given).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from scl import pseudo_labels as pl
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """pseudo: per clustered task, N labels; class_weights: per task, C weights (ODC (a));
+    change_counts: N eq. 6 counts s^e (of `reweight_task`), starting at s^0."""
+
+    pseudo: dict[str, np.ndarray]
+    class_weights: dict[str, np.ndarray]
+    change_counts: np.ndarray
+
+    @classmethod
+    def initial(cls, n: int, num_clusters: dict[str, int], s0: float, seed: int) -> ClusterState:
+        """Random balanced partitions (spec section 6), uniform weights, counts s^0."""
+        rng = np.random.default_rng(seed)
+        return cls(
+            pseudo={t: pl.random_partition(n, c, rng) for t, c in num_clusters.items()},
+            class_weights={t: np.ones(c, np.float32) for t, c in num_clusters.items()},
+            change_counts=np.full(n, float(s0), np.float32),
+        )
+
+
+def reweight_task(tasks) -> str | None:
+    """Eq. 6 counts label changes of the target task (of 'under' where it is alone)."""
+    return next((k for k in ("target", "under") if k in tasks), None)
+
+
+def update_clusters(
+    state: ClusterState,
+    outs: dict[str, np.ndarray],
+    num_clusters: dict[str, int],
+    *,
+    split_small: bool,
+    min_cluster_ratio: float,
+    split_seed: int,
+    refill_seed: int | None = None,
+    memories=None,
+) -> tuple[ClusterState, dict, dict[str, np.ndarray]]:
+    """One end-of-epoch update.
+
+    outs: `infer_all`'s outputs, per task `prob_<task>` (N x C) and `feat_<task>` (N x d).
+    split_seed: seed of guard (b)'s 2-means. refill_seed and memories: when both are given,
+    each task's memory is refilled (in place) from its features and new labels, with a
+    generator seeded by refill_seed.
+    Returns the new state, the log record (per task: labels changed, clusters re-seeded,
+    cluster sizes of the eq. 5 labels) and the eq. 5 labels before guard (b) (what the
+    per-epoch scores evaluate).
+    """
+    n = len(state.change_counts)
+    pseudo, weights, counts = dict(state.pseudo), dict(state.class_weights), state.change_counts
+    counted = reweight_task(num_clusters)
+    rec: dict = {}
+    raw_labels: dict[str, np.ndarray] = {}
+    for task, c in num_clusters.items():
+        raw, _ = pl.refresh(outs[f"prob_{task}"])
+        new, reseeded = raw, 0
+        if split_small:
+            min_size = pl.min_cluster_size(n, c, min_cluster_ratio)
+            new, reseeded = pl.split_small_clusters(raw, outs[f"prob_{task}"], outs[f"feat_{task}"], min_size,
+                                                    split_seed)
+        old = pseudo[task]
+        rec[f"changed_{task}"] = int((old != new).sum())
+        rec[f"reseeded_{task}"] = reseeded
+        rec[f"sizes_{task}"] = np.bincount(raw, minlength=c).tolist()
+        if task == counted:
+            counts = pl.update_change_counts(counts, old, new)
+        pseudo[task] = new
+        weights[task] = pl.balanced_class_weights(new, c)
+        raw_labels[task] = raw
+        if memories is not None and refill_seed is not None:
+            # make the memory agree with the refreshed labels at once, so a cluster
+            # re-seeded by guard (b) holds from the next step
+            memories[task].refill(torch.from_numpy(outs[f"feat_{task}"]), torch.from_numpy(new),
+                                  torch.Generator().manual_seed(refill_seed))
+    return ClusterState(pseudo, weights, counts), rec, raw_labels
