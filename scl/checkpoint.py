@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ DIGEST_SUFFIX = ".sha256"
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing its digest, corrupt, unsafe or of another structure. Says the fix."""
+
+    exit_code = 3  # scl.errors: the run cannot go on
 
 
 def digest_path(path: str | os.PathLike) -> Path:
@@ -53,7 +56,12 @@ def to_safe(obj: Any) -> Any:
     if isinstance(obj, dict):
         if _ND in obj:
             raise ValueError(f"a checkpoint dict may not use the key {_ND!r}")
-        return {k: to_safe(v) for k, v in obj.items()}
+        out = {k: to_safe(v) for k, v in obj.items()}
+        if isinstance(obj, OrderedDict):  # a module's state_dict: keep its version _metadata
+            out = OrderedDict(out)
+            if hasattr(obj, "_metadata"):
+                out._metadata = obj._metadata
+        return out
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_safe(v) for v in obj)
     return obj
@@ -64,7 +72,12 @@ def from_safe(obj: Any) -> Any:
     if isinstance(obj, dict):
         if set(obj) == {_ND}:
             return obj[_ND].cpu().numpy()
-        return {k: from_safe(v) for k, v in obj.items()}
+        out = {k: from_safe(v) for k, v in obj.items()}
+        if isinstance(obj, OrderedDict):
+            out = OrderedDict(out)
+            if hasattr(obj, "_metadata"):
+                out._metadata = obj._metadata
+        return out
     if isinstance(obj, (list, tuple)):
         return type(obj)(from_safe(v) for v in obj)
     return obj

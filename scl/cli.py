@@ -11,7 +11,10 @@ matplotlib) themselves, so building the parser stays fast.
   scl figure {fig3,fig4,fig5,fig6,curves,confusion}   figures as PNG
   scl diagnose --dataset D      head vs K-means vs k-NN probe on the features, per-class recall
   scl bench                     throughput: SCL vs MoCo step, batched vs PIL augmentation
-Exit codes: 0 done, 2 bad input (settings, data, missing inputs), 3 training failed.
+Exit codes (scl/errors.py, one handler for every command): 0 done, 1 unexpected error
+(the traceback goes to a file the message names), 2 bad input (settings, data, paths,
+permissions, a run folder in use), 3 the run failed (diverged or collapsed, a corrupt or
+incompatible checkpoint, disk full), 130 interrupted (rerun the same command to resume).
 """
 
 from __future__ import annotations
@@ -67,10 +70,18 @@ def run_train(args) -> int:
         return 2
     dataset, variant, seed = settings.dataset.name, settings.variant, settings.seed
     out = Path(args.out or paths.run_dir(paths.runs_root(), dataset, variant, seed))
-    if (out / "metrics.json").exists() and not args.restart:
+    from scl.health import read_run_status
+
+    status, done, note = read_run_status(out) if not args.restart else ("absent", None, "")
+    if status == "complete":
         print(f"scl train: {out} is already complete (metrics.json exists); pass --restart to train again", file=sys.stderr)
-        print(json.dumps(json.loads((out / "metrics.json").read_text()), indent=2))
+        print(json.dumps(done, indent=2))
         return 0
+    if status == "failed":
+        print(f"scl train: {out} ended as a failed run earlier ({note}); pass --restart to train again", file=sys.stderr)
+        return 3
+    if status == "unreadable":  # not written by scl (it writes atomically): the run is not finished
+        print(f"scl train: {note}; treating the run as unfinished", file=sys.stderr)
     data_path = Path(args.data or paths.prepared(dataset))
     from scl.data.prepared import load_prepared
     from scl.train import CheckpointMismatch, TrainingError, train
@@ -429,5 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    return args.run(args)
+    from scl.errors import run_command
+
+    return run_command(args.command, lambda: args.run(args))
 

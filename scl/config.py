@@ -28,6 +28,8 @@ import yaml
 class ConfigError(ValueError):
     """A bad setting. The message names the key, the value and what would be accepted."""
 
+    exit_code = 2  # scl.errors
+
 
 @dataclass(frozen=True)
 class TrainSettings:

@@ -6,7 +6,8 @@ looks like a (bad) result. `run_problems` names what makes a run unusable:
   - non-finite outputs: NaN/inf in the cluster probabilities or features, or in a score;
   - collapse: one cluster holds nearly every image (more than COLLAPSE_SHARE of them) while
     the data is not that unbalanced (lr=50 on digits puts all 1,797 images in one cluster);
-  - no signal: with labels, ACC at chance (the largest class's share) AND NMI near 0.
+  - no signal: with labels, ARI (0 in expectation for any assignment unrelated to the
+    labels) and NMI both at chance level.
 
 A run with problems still writes metrics.json (so it can be looked at), with
 `"status": "failed"` and the problems under `"failure"`; `scl train` then exits 3, a
@@ -22,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 COLLAPSE_SHARE = 0.95  # "nearly everything" in one cluster
-CHANCE_MARGIN = 0.01   # ACC within this of chance ...
-NMI_FLOOR = 0.01       # ... and NMI below this: the clusters carry no class information
+ARI_FLOOR = 0.01       # ARI below this ...
+NMI_FLOOR = 0.05       # ... and NMI below this: the clusters carry no class information
 
 
 class RunFailed(RuntimeError):
@@ -54,11 +55,10 @@ def run_problems(pred: np.ndarray, num_clusters: int, labels: np.ndarray | None 
     if num_clusters > 1 and share > COLLAPSE_SHARE and (class_share is None or class_share <= COLLAPSE_SHARE):
         problems.append(f"collapsed: one cluster holds {sizes.max()} of the {n} images ({share:.1%}), "
                         f"{int((sizes > 0).sum())} of {num_clusters} clusters are used")
-    if labels is not None and scores and "acc" in scores and "nmi" in scores:
-        acc, nmi = scores["acc"], scores["nmi"]
-        if acc <= class_share + CHANCE_MARGIN and nmi < NMI_FLOOR:
-            problems.append(f"no signal: ACC {acc:.3f} is at chance ({class_share:.3f}, the largest class) "
-                            f"and NMI is {nmi:.3f}")
+    if labels is not None and scores and all(k in scores for k in ("acc", "nmi", "ari")):
+        if scores["ari"] < ARI_FLOOR and scores["nmi"] < NMI_FLOOR:
+            problems.append(f"no signal: ARI {scores['ari']:.3f} and NMI {scores['nmi']:.3f} are at chance level "
+                            f"(ACC {scores['acc']:.3f}; the largest class alone gives {class_share:.3f})")
     return problems
 
 

@@ -1,6 +1,6 @@
 """The Snakemake + DVC pipeline, end to end, in temporary copies of the repository.
 
-1. smoke: the `smoke` experiment set (digits, 2 epochs) through every target; then nothing
+1. smoke: the `smoke` experiment set (digits, 3 epochs) through every target; then nothing
    is left to do, and one ablation target reruns only its own table.
 2. bad params: Snakemake stops before any job with a message naming the problem.
 3. DVC: push to a temporary local remote, clone, `dvc pull`, restore the timestamps:
