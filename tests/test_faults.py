@@ -8,6 +8,7 @@ import errno
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -307,11 +308,13 @@ def test_real_sigint_exits_130_with_the_resume_hint(small_npz, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "scl", "train", "--dataset", "digits", "--variant", "moco",
                              "--data", str(small_npz), "--out", str(out), "--no-progress", *FAST,
                              "--set", "epochs=500"], cwd=ROOT, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            # a shell's background job starts with SIGINT ignored: restore Ctrl-C
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (out / "checkpoint.pt").exists() and time.time() < deadline:
         time.sleep(0.2)
-    proc.send_signal(2)  # SIGINT, as Ctrl-C
+    proc.send_signal(signal.SIGINT)  # as Ctrl-C
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
     assert "resume by running the same command" in err and "Traceback" not in err
