@@ -29,8 +29,9 @@ DEFAULT_MAX_SAMPLES = {"kmeans": None, "spectral": 10_000, "agglomerative": 10_0
 
 
 class BaselineError(ValueError):
-    exit_code = 2  # scl.errors
     """Bad input for a baseline run (unknown method or dataset, missing or unlabelled data)."""
+
+    exit_code = 2  # scl.errors
 
 
 def pixels(images: np.ndarray) -> np.ndarray:

@@ -30,16 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from scl.errors import CheckpointError, CheckpointMismatch
 from scl.io import _atomic_write, atomic_write_text
 
 _ND = "__ndarray__"
 DIGEST_SUFFIX = ".sha256"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing its digest, corrupt, unsafe or of another structure. Says the fix."""
-
-    exit_code = 3  # scl.errors: the run cannot go on
 
 
 def digest_path(path: str | os.PathLike) -> Path:
@@ -132,8 +127,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
         raise CheckpointError(f"checkpoint {path} is unreadable ({e.strerror or e}). {fix}") from e
     accepted = _listed_digests(path)
     if not accepted:
-        raise CheckpointError(f"checkpoint {path} has no digest file {digest_path(path).name} beside it, so it "
-                              f"cannot be trusted (it was written by another program or an older version). {fix}")
+        # another program's or an older scl's file: not loaded, and like a checkpoint of other
+        # code, a run that may start afresh (--restart-if-changed) does so
+        raise CheckpointMismatch(f"checkpoint {path} has no digest file {digest_path(path).name} beside it, so it "
+                                 f"cannot be trusted (it was written by another program or an older version). {fix}")
     actual = _sha256(data)
     if actual not in accepted:
         raise CheckpointError(f"checkpoint {path} is corrupt: its sha256 is {actual[:16]}..., the digest file "

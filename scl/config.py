@@ -288,9 +288,11 @@ METHOD_SETTINGS = tuple(k for k in TRAIN_KEYS if k not in EXECUTION_SETTINGS)
 # The code that computes a run: every module of the package except those that only prepare
 # data (the prepared .npz is the run's input), score baselines, benchmark or report. A new
 # training module is included by itself; a change to any included file retrains.
-# cli.py is left out too: it parses options and hands the resolved settings to scl.train.
+# cli.py is left out too: it parses options and hands the resolved settings to scl.train
+# (and holds the exit-code handler); so are the checks that only refuse to start a run
+# (preflight.py: settings vs data and device; run_lock.py: one `scl train` per folder).
 NOT_TRAINING_CODE = ("data/", "report/", "reference/", "cli.py", "__main__.py", "bench.py", "baselines.py",
-                     "paths.py", "experiments.py")
+                     "paths.py", "experiments.py", "preflight.py", "run_lock.py")
 
 
 def method_settings(settings: RunSettings) -> dict:
@@ -352,7 +354,8 @@ def settings_from_json(text: str, source: str = "--settings") -> RunSettings:
         raise ConfigError(f"{source}: not the JSON of resolved run settings ({e}); "
                           "the workflow writes it with scl.config.settings_to_json") from None
     train_schema = {"$defs": load_schema()["$defs"], "$ref": "#/$defs/train"}
-    errors = list(jsonschema.Draft202012Validator(train_schema).iter_errors(train))
+    # strict as params.yaml: an integer is an int, a number finite (json.loads reads NaN)
+    errors = list(StrictValidator(train_schema).iter_errors(train))
     if errors:
         raise ConfigError("\n".join(_format_schema_error(e, source) for e in errors))
     missing = [k for k in TRAIN_KEYS if k not in train]

@@ -27,12 +27,6 @@ ARI_FLOOR = 0.01       # ARI below this ...
 NMI_FLOOR = 0.05       # ... and NMI below this: the clusters carry no class information
 
 
-class RunFailed(RuntimeError):
-    """A run finished but its result is unusable (diverged, collapsed). Says why and what to try."""
-
-    exit_code = 3
-
-
 def run_problems(pred: np.ndarray, num_clusters: int, labels: np.ndarray | None = None,
                  scores: dict | None = None, outputs: dict[str, np.ndarray] | None = None) -> list[str]:
     """What makes this final assignment unusable ([] = a result). pred: int N, labels: int N or None."""

@@ -18,15 +18,11 @@ import logging
 import os
 from pathlib import Path
 
+from scl.errors import RunLocked
+
 log = logging.getLogger("scl.run_lock")
 
 LOCK_NAME = ".scl-train.lock"
-
-
-class RunLocked(RuntimeError):
-    """Another process holds the run folder."""
-
-    exit_code = 2
 
 
 def _holder(path: Path) -> str:

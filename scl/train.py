@@ -41,8 +41,8 @@ from scl.cluster_state import ClusterState, update_clusters
 from scl.config import RunSettings, run_identity
 from scl.data.prepared import PreparedData
 from scl.device import amp_dtype, autocast, explain_compile_errors, grad_scaler, pick_device, to_channels_last
-from scl.errors import TrainingError
-from scl.health import RunFailed, failure_message, run_problems
+from scl.errors import CheckpointError, CheckpointMismatch, RunFailed, TrainingError  # noqa: F401 (re-exported)
+from scl.health import failure_message, run_problems
 from scl.io import atomic_savez, atomic_write_json, write_jsonl
 from scl.metrics import evaluate
 from scl.models.scl_model import SCLModel
@@ -53,10 +53,6 @@ from scl.timing import merge_timing, split_timing, write_timing
 log = logging.getLogger("scl.train")
 
 KMEANS_EVERY_EPOCH_MAX_N = 20_000  # per-epoch K-means scoring only where it is cheap
-
-
-class CheckpointMismatch(TrainingError):
-    """The run folder's checkpoint belongs to another run identity (settings or code)."""
 
 
 @torch.no_grad()
@@ -168,7 +164,7 @@ class Trainer:
                 self.scaler.load_state_dict(ck["scaler"])
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise ckpt.CheckpointError(
+            raise CheckpointError(
                 f"checkpoint {self.ckpt_path} does not fit this model ({type(e).__name__}: {first}); it was written "
                 "by another version or structure. Fix: --restart to discard it, or use another --out folder") from e
         self.records = merge_timing(self.out, records)

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import scl.checkpoint as ck
-from scl.checkpoint import CheckpointError, digest_path, load_checkpoint, save_checkpoint
+from scl.checkpoint import digest_path, load_checkpoint, save_checkpoint
+from scl.errors import CheckpointError, CheckpointMismatch
 
 
 class RunsCode:
@@ -98,7 +99,8 @@ def test_checkpoint_without_digest_is_refused(tmp_path):
     marker = tmp_path / "code-ran"
     path = tmp_path / "checkpoint.pt"
     torch.save({"x": RunsCode(marker)}, path)
-    with pytest.raises(CheckpointError, match="no digest file checkpoint.pt.sha256"):
+    # an older scl's or another program's file: a mismatch (--restart-if-changed starts afresh)
+    with pytest.raises(CheckpointMismatch, match="no digest file checkpoint.pt.sha256"):
         load_checkpoint(path)
     assert not marker.exists()
 

@@ -4,13 +4,15 @@ refused, YAML 1.1's string reading of `5e-2` and Snakemake's --config strings ar
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from scl.config import ConfigError, load_params, parse_overrides, resolve, validate_params
+from scl.config import (ConfigError, load_params, parse_overrides, resolve, settings_from_json, settings_to_json,
+                        validate_params)
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS_TEXT = (ROOT / "params.yaml").read_text()
@@ -98,6 +100,16 @@ def test_channels_must_be_an_int(params):
     q["datasets"]["digits"]["channels"] = 1.0
     with pytest.raises(ConfigError, match="channels: 1.0 is not an integer"):
         validate_params(q)
+
+
+def test_settings_json_is_read_as_strictly(params):
+    """The workflow's --settings JSON: json.loads reads NaN and 64.0; neither gets past."""
+    good = json.loads(settings_to_json(resolve(params, "digits", "scl", 0)))
+    for key, value, message in (("lr", float("nan"), "not a finite number"), ("epochs", 64.0, "not an integer")):
+        bad = copy.deepcopy(good)
+        bad["train"][key] = value
+        with pytest.raises(ConfigError, match=message):
+            settings_from_json(json.dumps(bad))
 
 
 @pytest.mark.slow

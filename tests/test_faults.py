@@ -81,6 +81,17 @@ def test_crafted_checkpoint_in_a_run_folder_runs_no_code(small_npz, tmp_path, ca
     assert "holds more than tensors and plain values" in err and "Traceback" not in err
 
 
+def test_checkpoint_without_digest_is_a_mismatch_the_workflow_restarts(small_npz, tmp_path, capsys):
+    out, marker = tmp_path / "run", tmp_path / "code-ran"
+    out.mkdir()
+    torch.save({"epoch": 1, "model": RunsCode(marker)}, out / "checkpoint.pt")  # e.g. an older scl's
+    assert scl_train(small_npz, out) == 3
+    assert "no digest file" in capsys.readouterr().err and not (out / "metrics.json").exists()
+    assert scl_train(small_npz, out, "--restart-if-changed") == 0  # what the workflow passes
+    assert "starting afresh" in capsys.readouterr().err and not marker.exists()
+    assert json.loads((out / "metrics.json").read_text())["acc"] > 0
+
+
 def flip_bytes_in_largest_tensor(path: Path, nbytes: int = 64) -> None:
     """XOR `nbytes` bytes in the middle of the largest tensor storage (torch stores them uncompressed)."""
     import zipfile
