@@ -10,7 +10,7 @@
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
-from scl.config import ConfigError, validate_params
+from scl.config import ConfigError, load_params, validate_params
 
 min_version("9.0")
 
@@ -20,7 +20,10 @@ configfile: "params.yaml"
 
 # Settings are checked before any job starts: first scl's own check, whose messages name the
 # key and suggest the fix, then Snakemake's validation against the same JSON schema.
+# load_params reads the file strictly (a key given twice is refused: Snakemake's reader keeps
+# the last); validate_params also turns --config strings ("5", "5e-2") into the numbers meant.
 try:
+    load_params("params.yaml")
     validate_params(config, "params.yaml (with --config)")
 except ConfigError as e:
     raise WorkflowError(f"invalid settings, nothing was run:\n{e}") from None

@@ -31,6 +31,8 @@ DEFAULT_MAX_SAMPLES = {"kmeans": None, "spectral": 10_000, "agglomerative": 10_0
 class BaselineError(ValueError):
     """Bad input for a baseline run (unknown method or dataset, missing or unlabelled data)."""
 
+    exit_code = 2  # scl.errors
+
 
 def pixels(images: np.ndarray) -> np.ndarray:
     """uint8 N x H x W x C -> float32 N x (H*W*C) in [0, 1]."""

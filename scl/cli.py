@@ -11,16 +11,24 @@ matplotlib) themselves, so building the parser stays fast.
   scl figure {fig3,fig4,fig5,fig6,curves,confusion}   figures as PNG
   scl diagnose --dataset D      head vs K-means vs k-NN probe on the features, per-class recall
   scl bench                     throughput: SCL vs MoCo step, batched vs PIL augmentation
-Exit codes: 0 done, 2 bad input (settings, data, missing inputs), 3 training failed.
+Exit codes (scl/errors.py; `run_command` below is the one handler around every command):
+0 done, 1 unexpected error (the traceback goes to a file the message names), 2 bad input
+(settings, data, paths, permissions, a run folder in use), 3 the run failed (diverged or
+collapsed, a corrupt or incompatible checkpoint, disk full), 130 interrupted (rerun the
+same command to resume).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
 import sys
+import tempfile
+import time
+import traceback
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -28,6 +36,7 @@ from scl import paths
 from scl.baselines import METHODS
 from scl.config import ConfigError, load_params, parse_overrides, resolve, settings_from_json
 from scl.data import DATASET_NAMES
+from scl.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_RUN_FAILED, EXIT_UNEXPECTED
 from scl.experiments import FIGURES, TABLES
 
 # datasets that need no download, so `scl train` may prepare them on first use
@@ -67,10 +76,18 @@ def run_train(args) -> int:
         return 2
     dataset, variant, seed = settings.dataset.name, settings.variant, settings.seed
     out = Path(args.out or paths.run_dir(paths.runs_root(), dataset, variant, seed))
-    if (out / "metrics.json").exists() and not args.restart:
+    from scl.health import read_run_status
+
+    status, done, note = read_run_status(out) if not args.restart else ("absent", None, "")
+    if status == "complete":
         print(f"scl train: {out} is already complete (metrics.json exists); pass --restart to train again", file=sys.stderr)
-        print(json.dumps(json.loads((out / "metrics.json").read_text()), indent=2))
+        print(json.dumps(done, indent=2))
         return 0
+    if status == "failed":
+        print(f"scl train: {out} ended as a failed run earlier ({note}); pass --restart to train again", file=sys.stderr)
+        return 3
+    if status == "unreadable":  # not written by scl (it writes atomically): the run is not finished
+        print(f"scl train: {note}; treating the run as unfinished", file=sys.stderr)
     data_path = Path(args.data or paths.prepared(dataset))
     from scl.data.prepared import load_prepared
     from scl.train import CheckpointMismatch, TrainingError, train
@@ -426,8 +443,76 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ---------------------------------------------------------------------------- one handler
+# the user's environment: fix the path or the permissions, nothing was computed wrongly
+_INPUT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.EISDIR,
+                 errno.ENAMETOOLONG, errno.ELOOP, errno.EEXIST}
+_SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def describe_os_error(e: OSError) -> tuple[int, str]:
+    """(exit code, message naming the file and the fix) of an OS error."""
+    what = e.strerror or str(e)
+    where = f" ({e.filename})" if e.filename else ""
+    if e.errno in _SPACE_ERRNOS:
+        return EXIT_RUN_FAILED, (f"{what}{where}: the disk is full. Nothing half-written was kept; free some space "
+                                 "and run the same command again (a training run resumes from its last checkpoint)")
+    if e.errno == errno.EROFS:
+        return EXIT_BAD_INPUT, f"{what}{where}: the folder is on a read-only file system; write elsewhere (--out)"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return EXIT_BAD_INPUT, f"{what}{where}: no permission; fix the folder's permissions or write elsewhere (--out)"
+    if e.errno in _INPUT_ERRNOS:
+        return EXIT_BAD_INPUT, f"{what}{where}"
+    return EXIT_RUN_FAILED, f"{type(e).__name__}: {what}{where}"
+
+
+def _traceback_file(command: str) -> Path:
+    """Where an unexpected error's traceback goes: logs/errors/ here, else the temp folder."""
+    name = f"scl-{command}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    for folder in (Path("logs") / "errors", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / name
+            path.write_text(traceback.format_exc())
+            return path.resolve()
+        except OSError:
+            continue
+    raise OSError("no writable folder for the traceback")
+
+
+def run_command(command: str, func: Callable[[], int]) -> int:
+    """Run one `scl` command; every failure becomes a message on stderr and its exit code."""
+    prefix = f"scl {command}"
+    try:
+        return func()
+    except KeyboardInterrupt:
+        print(f"\n{prefix}: interrupted. Nothing half-written was kept; resume by running the same command.",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # SystemExit (argparse, sys.exit) passes through
+        if os.environ.get("SCL_TRACEBACK"):
+            raise
+        code = getattr(type(e), "exit_code", None)
+        if isinstance(code, int):
+            print(f"{prefix}: error: {e}", file=sys.stderr)
+            return code
+        if isinstance(e, OSError):
+            code, message = describe_os_error(e)
+            print(f"{prefix}: error: {message}", file=sys.stderr)
+            return code
+        try:
+            where = f"the full traceback is in {_traceback_file(command)}"
+        except OSError:
+            traceback.print_exc()
+            where = "the traceback is above"
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        print(f"{prefix}: unexpected error: {type(e).__name__}: {first}\n{prefix}: {where}; "
+              "please report it (SCL_TRACEBACK=1 prints it here)", file=sys.stderr)
+        return EXIT_UNEXPECTED
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    return args.run(args)
+    return run_command(args.command, lambda: args.run(args))
 

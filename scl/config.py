@@ -14,6 +14,8 @@ import dataclasses
 import difflib
 import functools
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -25,6 +27,8 @@ import yaml
 
 class ConfigError(ValueError):
     """A bad setting. The message names the key, the value and what would be accepted."""
+
+    exit_code = 2  # scl.errors
 
 
 @dataclass(frozen=True)
@@ -92,8 +96,107 @@ def load_schema() -> dict:
     return json.loads(resources.files("scl").joinpath("params.schema.json").read_text())
 
 
+# ------------------------------------------------------------------ strict reading
+# JSON Schema counts 64.0 as an integer and lets NaN through every bound (NaN compares
+# false with everything). Here an integer is an int (not a float, not a bool) and a
+# number is finite, so `epochs: 64.0` and `lr: .nan` are refused before any work starts.
+def _is_int(checker, x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_finite_number(checker, x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+StrictValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"integer": _is_int, "number": _is_finite_number}),
+)
+
+# YAML 1.2 floats without a dot (5e-2, 1E+3), which PyYAML (YAML 1.1) reads as strings
+_FLOAT_NO_DOT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
+
+class StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last
+    silently) and reads `5e-2` as the number YAML 1.2 and every other tool mean."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            self.flatten_mapping(node)
+            first: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    line = first.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # an unhashable key: SafeLoader's own error follows
+                    continue
+                if line != key_node.start_mark.line + 1:
+                    raise ConfigError(
+                        f"line {key_node.start_mark.line + 1}: key {key!r} is given twice in one block (first on "
+                        f"line {line}); YAML would silently keep the last one. Fix: delete one of them")
+        return super().construct_mapping(node, deep)
+
+
+StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_NO_DOT, list("-+0123456789."))
+
+
+def load_yaml_strict(text: str, source: str = "params.yaml"):
+    """YAML text -> Python, refusing duplicate keys (ConfigError naming the line)."""
+    try:
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source} is not valid YAML: {e}") from e
+
+
+def _coerce_strings(params: Any, validator) -> list[str]:
+    """Read strings as YAML scalars where the schema refuses them as strings.
+
+    Snakemake's `--config 'train={"epochs": 5}'` delivers every value as a string ("5"),
+    and Snakemake's own YAML 1.1 reader turns `lr: 5e-2` into "5e-2". A string that reads
+    as a number, bool or null which the schema then accepts is replaced in place (so
+    Snakemake's `config` gets the value too); anything else is left for the error message.
+    Returns the paths changed.
+    """
+    changed = []
+    for _ in range(100):  # each pass fixes what the previous one uncovered
+        progress = False
+        for err in validator.iter_errors(params):
+            if not isinstance(err.instance, str) or not err.absolute_path:
+                continue
+            try:
+                value = yaml.load(err.instance, Loader=StrictLoader)  # noqa: S506
+            except (yaml.YAMLError, ConfigError):
+                continue
+            if isinstance(value, str) or not validator.evolve(schema=err.schema).is_valid(value):
+                continue
+            *parents, last = err.absolute_path
+            container = params
+            for key in parents:
+                container = container[key]
+            container[last] = value
+            changed.append(".".join(map(str, err.absolute_path)))
+            progress = True
+            break  # the error list is stale now
+        if not progress:
+            return changed
+    return changed
+
+
 def _format_schema_error(err: jsonschema.ValidationError, source: str) -> str:
     where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+    if err.validator == "type" and not isinstance(err.instance, bool):
+        x, expected = err.instance, err.validator_value
+        if isinstance(x, float) and not math.isfinite(x):
+            return f"{source}: {where}: {x} is not a finite number; give a finite value"
+        if isinstance(x, float) and expected == "integer" and x.is_integer():
+            return f"{source}: {where}: {x} is not an integer; write {int(x)} (without a decimal point)"
+        if isinstance(x, str) and _FLOAT_NO_DOT.match(x.strip()):
+            return (f"{source}: {where}: {x!r} was read as a string (YAML 1.1 needs a dot in a float); "
+                    f"write {float(x)!r}")
     if err.validator == "additionalProperties":
         allowed = sorted(err.schema.get("properties", {}))
         extra = [k for k in err.instance if k not in allowed] if isinstance(err.instance, dict) else []
@@ -108,7 +211,8 @@ def _format_schema_error(err: jsonschema.ValidationError, source: str) -> str:
 def validate_params(params: Any, source: str = "params.yaml") -> dict:
     if not isinstance(params, dict):
         raise ConfigError(f"{source}: expected a mapping of settings, got {type(params).__name__}")
-    validator = jsonschema.Draft202012Validator(load_schema())
+    validator = StrictValidator(load_schema())
+    _coerce_strings(params, validator)
     errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError("\n".join(_format_schema_error(e, source) for e in errors))
@@ -123,10 +227,10 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     if not path.exists():
         raise ConfigError(f"{path} not found; run from the project root or pass --params PATH")
     try:
-        params = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {e}") from e
-    return validate_params(params, str(path))
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} is unreadable ({e})") from e
+    return validate_params(load_yaml_strict(text, str(path)), str(path))
 
 
 def parse_overrides(items: list[str] | None) -> dict:
@@ -141,13 +245,7 @@ def parse_overrides(items: list[str] | None) -> dict:
             close = difflib.get_close_matches(key, TRAIN_KEYS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(f"--set {key}: unknown training setting{hint}; known: {', '.join(TRAIN_KEYS)}")
-        parsed = yaml.safe_load(value)
-        if isinstance(parsed, str):  # YAML 1.1 reads "1e-3" as a string; numbers are meant
-            try:
-                parsed = float(parsed)
-            except ValueError:
-                pass
-        out[key] = parsed
+        out[key] = load_yaml_strict(value, f"--set {item}")  # "1e-3" is a number, as in params.yaml
     return out
 
 
@@ -163,7 +261,7 @@ def resolve(params: dict, dataset: str, variant: str = "scl", seed: int = 0, ove
         merged["amp"] = "off"
     # overrides bypass the file's schema: check the merged block against the same schema
     train_schema = {"$defs": load_schema()["$defs"], "$ref": "#/$defs/train"}
-    errors = list(jsonschema.Draft202012Validator(train_schema).iter_errors(merged))
+    errors = list(StrictValidator(train_schema).iter_errors(merged))
     if errors:
         raise ConfigError("\n".join(_format_schema_error(e, f"run {dataset}/{variant}") for e in errors))
     if not isinstance(seed, int) or seed < 0:
@@ -190,9 +288,11 @@ METHOD_SETTINGS = tuple(k for k in TRAIN_KEYS if k not in EXECUTION_SETTINGS)
 # The code that computes a run: every module of the package except those that only prepare
 # data (the prepared .npz is the run's input), score baselines, benchmark or report. A new
 # training module is included by itself; a change to any included file retrains.
-# cli.py is left out too: it parses options and hands the resolved settings to scl.train.
+# cli.py is left out too: it parses options and hands the resolved settings to scl.train
+# (and holds the exit-code handler); so are the checks that only refuse to start a run
+# (preflight.py: settings vs data and device; run_lock.py: one `scl train` per folder).
 NOT_TRAINING_CODE = ("data/", "report/", "reference/", "cli.py", "__main__.py", "bench.py", "baselines.py",
-                     "paths.py", "experiments.py")
+                     "paths.py", "experiments.py", "preflight.py", "run_lock.py")
 
 
 def method_settings(settings: RunSettings) -> dict:
@@ -254,7 +354,8 @@ def settings_from_json(text: str, source: str = "--settings") -> RunSettings:
         raise ConfigError(f"{source}: not the JSON of resolved run settings ({e}); "
                           "the workflow writes it with scl.config.settings_to_json") from None
     train_schema = {"$defs": load_schema()["$defs"], "$ref": "#/$defs/train"}
-    errors = list(jsonschema.Draft202012Validator(train_schema).iter_errors(train))
+    # strict as params.yaml: an integer is an int, a number finite (json.loads reads NaN)
+    errors = list(StrictValidator(train_schema).iter_errors(train))
     if errors:
         raise ConfigError("\n".join(_format_schema_error(e, source) for e in errors))
     missing = [k for k in TRAIN_KEYS if k not in train]

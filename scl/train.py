@@ -34,14 +34,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from scl import checkpoint as ckpt
 from scl import pseudo_labels as pl
 from scl.augment import build_augment, build_eval_transform
 from scl.cluster_state import ClusterState, update_clusters
 from scl.config import RunSettings, run_identity
 from scl.data.prepared import PreparedData
 from scl.device import amp_dtype, autocast, explain_compile_errors, grad_scaler, pick_device, to_channels_last
-from scl.errors import TrainingError
-from scl.io import atomic_savez, atomic_torch_save, atomic_write_json, write_jsonl
+from scl.errors import CheckpointError, CheckpointMismatch, RunFailed, TrainingError  # noqa: F401 (re-exported)
+from scl.health import failure_message, run_problems
+from scl.io import atomic_savez, atomic_write_json, write_jsonl
 from scl.metrics import evaluate
 from scl.models.scl_model import SCLModel
 from scl.schedules import lr_schedule
@@ -51,10 +53,6 @@ from scl.timing import merge_timing, split_timing, write_timing
 log = logging.getLogger("scl.train")
 
 KMEANS_EVERY_EPOCH_MAX_N = 20_000  # per-epoch K-means scoring only where it is cheap
-
-
-class CheckpointMismatch(TrainingError):
-    """The run folder's checkpoint belongs to another run identity (settings or code)."""
 
 
 @torch.no_grad()
@@ -130,7 +128,7 @@ class Trainer:
         return self.out / "checkpoint.pt"
 
     def save_checkpoint(self) -> None:
-        atomic_torch_save(
+        ckpt.save_checkpoint(  # tensors and plain values + a digest beside (scl/checkpoint.py)
             self.ckpt_path,
             {
                 "epoch": self.epoch,
@@ -150,24 +148,26 @@ class Trainer:
     def try_resume(self) -> bool:
         if not self.ckpt_path.exists():
             return False
-        try:
-            ck = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
-        except Exception as e:
-            raise TrainingError(
-                f"checkpoint {self.ckpt_path} is unreadable ({e}); delete it to start this run afresh"
-            ) from e
+        ck = ckpt.load_checkpoint(self.ckpt_path, map_location=self.device)  # digest checked, no code run
         if ck.get("identity") != run_identity(self.s):  # scl.config: settings + code digest
             raise CheckpointMismatch(
                 f"{self.ckpt_path} was written with other settings or code than this run's; "
                 "use another --out folder, or --restart to discard it"
             )
-        self.model.load_state_dict(ck["model"])
-        self.opt.load_state_dict(ck["optimizer"])
-        self.state = ClusterState(ck["pseudo"], ck["class_weights"], ck["change_counts"])
-        self.epoch = ck["epoch"]
-        self.records = merge_timing(self.out, ck["records"])
-        if self.scaler is not None and ck.get("scaler"):
-            self.scaler.load_state_dict(ck["scaler"])
+        try:
+            self.model.load_state_dict(ck["model"])
+            self.opt.load_state_dict(ck["optimizer"])
+            self.state = ClusterState(ck["pseudo"], ck["class_weights"], ck["change_counts"])
+            self.epoch = ck["epoch"]
+            records = ck["records"]
+            if self.scaler is not None and ck.get("scaler"):
+                self.scaler.load_state_dict(ck["scaler"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise CheckpointError(
+                f"checkpoint {self.ckpt_path} does not fit this model ({type(e).__name__}: {first}); it was written "
+                "by another version or structure. Fix: --restart to discard it, or use another --out folder") from e
+        self.records = merge_timing(self.out, records)
         write_jsonl(self.out / "log.jsonl", split_timing(self.records)[0])  # drop lines of any unfinished epoch
         log.info("resuming %s from epoch %d/%d", self.out, self.epoch, self.t.epochs)
         return True
@@ -269,7 +269,11 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-        if outs is None:  # resumed a run whose every epoch was done, but not its outputs
+        if outs is None or not self.t.online_cd:
+            # Score the state the last checkpoint holds, so that a run resumed after its last
+            # checkpoint scores what the uninterrupted run does. Without online CD the labels
+            # come from the memory (eq. 3), which the end-of-epoch refill has changed since
+            # `outs` was computed; with classifiers, `outs` already equals a fresh pass.
             outs = self._infer_all()
         return self._finish(outs, time.perf_counter() - started)
 
@@ -308,6 +312,11 @@ class Trainer:
             if self.model.num_clusters:
                 metrics["tasks"] = tasks
         write_timing(self.out, self.records)
+        problems = run_problems(pred, self.s.dataset.num_classes, self.labels_true,
+                                {k: metrics[k] for k in ("acc", "nmi", "ari") if k in metrics},
+                                {k: v for k, v in outs.items() if k.startswith(("prob_", "feat_")) or k == "backbone"})
+        if problems:  # scl/health.py: kept for a look, marked failed, never averaged in; train() raises
+            metrics.update(status="failed", failure=problems)
         atomic_write_json(self.out / "metrics.json", metrics)
         return metrics
 
@@ -318,8 +327,19 @@ def _features(outs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def train(settings: RunSettings, data: PreparedData, out_dir, progress: bool = True, restart: bool = False,
           stop_after_epoch: int | None = None) -> dict | None:
+    from scl.preflight import check_run_inputs
+    from scl.run_lock import remove_stray_temporaries, run_lock
+
+    check_run_inputs(settings, data)  # settings vs data and device, before any work
     out = Path(out_dir)
-    if restart:
-        for name in ("checkpoint.pt", "metrics.json", "log.jsonl"):
-            (out / name).unlink(missing_ok=True)
-    return Trainer(settings, data, out, progress=progress).run(stop_after_epoch=stop_after_epoch)
+    with run_lock(out):  # one `scl train` per folder; the lock dies with its process
+        remove_stray_temporaries(out)
+        if restart:
+            ckpt.remove_checkpoint(out / "checkpoint.pt")
+            for name in ("metrics.json", "log.jsonl"):
+                (out / name).unlink(missing_ok=True)
+        trainer = Trainer(settings, data, out, progress=progress)
+        metrics = trainer.run(stop_after_epoch=stop_after_epoch)
+    if metrics is not None and metrics.get("status") == "failed":
+        raise RunFailed(failure_message(metrics["failure"], settings.train.lr))
+    return metrics

@@ -12,8 +12,10 @@ The paper (like IIC and PICA) clusters train + test together: 60,000 32x32 image
 CIFAR-100-20 uses the 20 super-classes: fine labels are mapped with
 scl/reference/cifar100_coarse.csv, checked against the archive's own coarse labels.
 
-Unpickling can run code; these files are only read after their archive passed the
-upstream md5 check (or were placed by the user), which is the usual trust model here.
+Unpickling can run code. Two guards: the extracted folder is compared with its
+md5-verified archive before it is read (scl.data.download.ensure_extracted), and the
+batches are read by `SafeUnpickler`, which builds only dicts, lists, str/bytes/numbers and
+numpy arrays: any other global in the pickle (os.system, ...) is refused, not called.
 """
 
 from __future__ import annotations
@@ -49,6 +51,26 @@ def _fix(path: Path) -> str:
             f"`scl prepare` to extract it again.")
 
 
+class SafeUnpickler(pickle.Unpickler):
+    """Unpickler for CIFAR batches: numpy arrays and plain values only."""
+
+    # what numpy needs to rebuild an array or a scalar (numpy 1.x and 2.x module names)
+    ALLOWED = {(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray")
+               for n in ("_reconstruct", "scalar")} | {
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        ("builtins", "bytearray"), ("copy_reg", "_reconstructor"), ("copyreg", "_reconstructor"),
+        ("__builtin__", "object"), ("builtins", "object"),
+        ("_codecs", "encode"),  # bytes in a protocol-2 pickle written by Python 3
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name} (a CIFAR batch holds only arrays, "
+                                         "lists and strings; this file may be crafted to run code)")
+        return super().find_class(module, name)
+
+
 def load_batch(path: str | os.PathLike) -> dict[str, Any]:
     """A pickled CIFAR batch with its keys decoded to str."""
     path = Path(path)
@@ -56,7 +78,7 @@ def load_batch(path: str | os.PathLike) -> dict[str, Any]:
         raise DataError(f"CIFAR batch {path} does not exist. {_fix(path)}")
     try:
         with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
+            d = SafeUnpickler(f, encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError) as e:
         raise DataError(f"CIFAR batch {path} is truncated or corrupt ({e}). {_fix(path)}") from e
     if not isinstance(d, dict):

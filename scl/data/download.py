@@ -47,6 +47,9 @@ class Resource:
     urls: tuple[str, ...]  # mirrors, tried in order
     md5: str | None  # upstream checksum of the file as downloaded; None = not verifiable
     extracts_to: str | None = None  # top folder inside the archive; None = not an archive
+    # compare an extracted folder found on disk with the archive before anything reads it
+    # (for archives of pickles, which can run code when read: CIFAR)
+    verify_extracted: bool = False
 
 
 def md5sum(path: str | os.PathLike) -> str:
@@ -192,16 +195,88 @@ def extract_archive(archive: str | os.PathLike, dest_dir: str | os.PathLike, top
     return final
 
 
+def _hash_stream(f) -> tuple[int, str]:
+    h, size = hashlib.sha256(), 0
+    while chunk := f.read(_CHUNK):
+        h.update(chunk)
+        size += len(chunk)
+    return size, h.hexdigest()
+
+
+def _archive_members(archive: Path, top: str):
+    """(path relative to top, open binary stream) of every regular file under top/ in the archive."""
+    prefix = top.rstrip("/") + "/"
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as z:
+            for info in z.infolist():
+                if not info.is_dir() and info.filename.startswith(prefix):
+                    with z.open(info) as f:
+                        yield info.filename[len(prefix):], f
+    else:
+        with tarfile.open(archive, "r:*") as t:
+            for m in t:
+                if m.isfile() and m.name.startswith(prefix):
+                    with t.extractfile(m) as f:
+                        yield m.name[len(prefix):], f
+
+
+def extracted_differences(archive: str | os.PathLike, folder: str | os.PathLike, top: str) -> list[str]:
+    """How the extracted `folder` differs from `top/` inside `archive` ([] = identical files).
+
+    Every file is compared by size and sha256 with the archive member of the same name;
+    files the archive does not have count too.
+    """
+    folder = Path(folder)
+    problems, seen = [], set()
+    try:
+        for rel, stream in _archive_members(Path(archive), top):
+            seen.add(rel)
+            path = folder / rel
+            if not path.is_file():
+                problems.append(f"{rel} is missing")
+                continue
+            with open(path, "rb") as f:
+                if _hash_stream(f) != _hash_stream(stream):
+                    problems.append(f"{rel} differs from the archive")
+    except _ARCHIVE_ERRORS as e:
+        raise ArchiveError(f"archive {archive} is truncated or corrupt ({type(e).__name__}: {e}). Fix: delete it "
+                           "and rerun to download it again") from e
+    extra = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()
+                   and str(p.relative_to(folder)) not in seen)
+    problems += [f"{rel} is not in the archive" for rel in extra]
+    return problems
+
+
 def ensure_extracted(resource: Resource, raw_dir: str | os.PathLike, download: bool = True,
                      fetch: Fetch | None = None) -> Path:
     """The extracted top folder of an archive resource: reused if present, else fetched + extracted.
 
-    A present folder is trusted because `extract_archive` only ever renames complete ones
-    into place; the readers still check every file they open.
+    A present folder is complete because `extract_archive` only ever renames complete ones
+    into place. Where `resource.verify_extracted` is set (archives of pickles), a present
+    folder is also compared file by file with the md5-verified archive before anyone reads
+    it; one that differs (or cannot be checked) is moved aside to <folder>.bad and extracted
+    again, so a crafted or edited file is never unpickled.
     """
     assert resource.extracts_to, f"{resource.filename} is not an archive"
     folder = Path(raw_dir) / resource.extracts_to
-    if folder.is_dir():
+    if folder.is_dir() and not resource.verify_extracted:
         return folder
+    if folder.is_dir():
+        try:
+            archive = ensure_file(resource, raw_dir, download, fetch)
+        except DataError as e:
+            raise DataError(f"{folder} cannot be checked against its archive, and its files are pickles, which "
+                            f"can run code when read, so it is not read unchecked: {e}") from e
+        problems = extracted_differences(archive, folder, resource.extracts_to)
+        if not problems:
+            return folder
+        bad = folder.with_name(folder.name + ".bad")
+        shutil.rmtree(bad, ignore_errors=True)
+        os.replace(folder, bad)
+        import warnings
+
+        warnings.warn(f"{folder} did not match {archive} ({'; '.join(problems[:3])}"
+                      f"{'; ...' if len(problems) > 3 else ''}); it was moved to {bad} and is extracted again",
+                      stacklevel=2)
     archive = ensure_file(resource, raw_dir, download, fetch)
     return extract_archive(archive, raw_dir, resource.extracts_to, md5=resource.md5)

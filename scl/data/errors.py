@@ -11,6 +11,8 @@ from __future__ import annotations
 class DataError(Exception):
     """A dataset cannot be fetched, verified or read; the message says how to fix it."""
 
+    exit_code = 2  # scl.errors
+
 
 class UnknownDatasetError(DataError, ValueError):
     """A dataset name that is not in the registry (also a ValueError, for callers that expect one)."""

@@ -12,3 +12,5 @@ by `scl train` / `scl baseline`, which score through `scl.metrics.evaluate`.
 class ReportError(ValueError):
     """Missing or unusable input for a table or figure. The message names the file and
     the command that makes it."""
+
+    exit_code = 2  # scl.errors

@@ -6,6 +6,8 @@
   summarise(df)                 mean and std over seeds per (dataset, variant|method)
   reported(name)                the paper's numbers, scl/reference/<name>.csv
 
+A run marked failed by `scl train` (metrics.json with "status": "failed": it diverged or
+collapsed, scl/health.py) is left out, with a warning naming it: it is no result to average.
 The folder names are authoritative for dataset, variant/method and seed (they are what
 the Snakemake rules ask for). A metrics.json without `acc` (unlabelled data) gives NaN.
 Std is the sample standard deviation over seeds (ddof=1): NaN for a single seed.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -43,6 +46,16 @@ def _read_metrics(path: Path) -> dict:
         raise ReportError(f"{path} is unreadable ({e}); delete it and run the command that made it again") from e
 
 
+def _is_failed(path: Path) -> bool:
+    """A metrics.json marked failed (scl/health.py); says so on stderr, since it is left out."""
+    m = _read_metrics(path)
+    if isinstance(m, dict) and m.get("status") == "failed":
+        why = "; ".join(m.get("failure") or []) or "marked failed"
+        warnings.warn(f"left out {path.parent}: the run failed ({why})", stacklevel=3)
+        return True
+    return False
+
+
 def scan_results(root, seeds=None) -> list[tuple[str, str, int, Path]]:
     """(dataset, name, seed, metrics.json) under root; only `seeds` when given, so a table
     never depends on which other runs happen to be finished."""
@@ -55,6 +68,8 @@ def scan_results(root, seeds=None) -> list[tuple[str, str, int, Path]]:
         if m is None:
             continue
         if seeds is not None and int(m.group(1)) not in seeds:
+            continue
+        if _is_failed(path):
             continue
         found.append((path.parent.parent.parent.name, path.parent.parent.name, int(m.group(1)), path))
     return found

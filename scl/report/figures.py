@@ -280,15 +280,28 @@ def _curve_keys(records: list[dict]) -> list[str]:
     return losses + accs
 
 
+def finished_logs(runs_dir, dataset: str, variant: str) -> list[Path]:
+    """log.jsonl of the finished (and not failed) runs <runs_dir>/<dataset>/<variant>/seed<k>/, in seed order.
+
+    A run still training, killed or failed has a log too; drawn beside finished ones its
+    curve would pass for a result, so it is left out (with a warning, for a failed one)."""
+    from scl.report.collect import scan_results
+
+    done = [path.parent for d, v, _, path in scan_results(runs_dir) if (d, v) == (dataset, variant)]
+    logs = [run / "log.jsonl" for run in done if (run / "log.jsonl").is_file()]
+    return sorted(logs, key=lambda p: (len(p.parent.name), p.parent.name))
+
+
 def figure_curves(runs_dir, dataset: str | None, variant: str = "scl") -> bytes:
     from scl.io import read_jsonl
 
     if not dataset:
         raise ReportError("curves needs --dataset")
     base = Path(runs_dir) / dataset / variant
-    logs = sorted(base.glob("seed*/log.jsonl"), key=lambda p: (len(p.parent.name), p.parent.name))
+    logs = finished_logs(runs_dir, dataset, variant)
     if not logs:
-        raise ReportError(f"no {base}/seed<k>/log.jsonl; make it with {_train_cmd(dataset, variant)}")
+        raise ReportError(f"no finished run with a log in {base}/seed<k>/ (metrics.json and log.jsonl); "
+                          f"make one with {_train_cmd(dataset, variant)}")
     runs = {p.parent.name: read_jsonl(p) for p in logs}
     keys = _curve_keys([r for recs in runs.values() for r in recs])
     if not keys:
