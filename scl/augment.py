@@ -33,6 +33,8 @@ Recipes
                3/4-4/3), horizontal flip 0.5, ColorJitter(0.4, 0.4, 0.4, 0.1) with p 0.8,
                RandomGrayscale 0.2, Gaussian blur (sigma 0.1-2, p 0.5) only when
                ``image_size >= 64``; ImageNet mean/std.
+``strong_color``  as mocov2, with SimCLR's colour distortion of strength 1:
+               ColorJitter(0.8, 0.8, 0.8, 0.2) with p 0.8 (the `folder` default).
 ``grayscale``  small one-channel images (Fashion-MNIST): RandomResizedCrop(scale 0.5-1),
                flip 0.5, brightness/contrast jitter 0.4 with p 0.8, Gaussian noise
                (std 0.02); normalised with the Fashion-MNIST mean/std (0.286, 0.353),
@@ -98,7 +100,7 @@ __all__ = [
     "get_recipe",
 ]
 
-RECIPES = ("mocov2", "grayscale", "digits")
+RECIPES = ("mocov2", "strong_color", "grayscale", "digits")
 
 # torchvision's luminance weights (rgb_to_grayscale), used by grayscale, contrast and saturation.
 _LUMA = (0.2989, 0.587, 0.114)
@@ -151,6 +153,25 @@ _RECIPES: dict[str, Recipe] = {
         crop_scale=(0.2, 1.0),
         flip_p=0.5,
         jitter=(("brightness", 0.6, 1.4), ("contrast", 0.6, 1.4), ("saturation", 0.6, 1.4), ("hue", -0.1, 0.1)),
+        jitter_p=0.8,
+        grayscale_p=0.2,
+        blur_p=0.5,
+        blur_sigma=(0.1, 2.0),
+        blur_min_size=64,
+    ),
+    # mocov2 with SimCLR's colour distortion of strength 1 (Chen et al. 2020, appendix A:
+    # ColorJitter(0.8, 0.8, 0.8, 0.2) with p 0.8, grayscale 0.2): for images whose classes
+    # do not lie in their colours (the `folder` default; see results/folder-demo).
+    "strong_color": Recipe(
+        name="strong_color",
+        channels=3,
+        mean=_IMAGENET_MEAN,
+        std=_IMAGENET_STD,
+        geometry="crop",
+        padding_mode="border",
+        crop_scale=(0.2, 1.0),
+        flip_p=0.5,
+        jitter=(("brightness", 0.2, 1.8), ("contrast", 0.2, 1.8), ("saturation", 0.2, 1.8), ("hue", -0.2, 0.2)),
         jitter_p=0.8,
         grayscale_p=0.2,
         blur_p=0.5,
@@ -315,7 +336,7 @@ class _RecipeModule(nn.Module):
         if channels != spec.channels:
             raise ValueError(
                 f"augmentation recipe {recipe!r} is for {spec.channels}-channel images, got channels={channels}"
-                f" (recipes: mocov2 = 3 channels; grayscale, digits = 1 channel)"
+                f" (recipes: mocov2, strong_color = 3 channels; grayscale, digits = 1 channel)"
             )
         if not isinstance(image_size, int) or image_size < 1:
             raise ValueError(f"image_size must be a positive int, got {image_size!r}")

@@ -26,7 +26,7 @@ from typing import Callable, NamedTuple
 
 from scl import paths
 from scl.baselines import METHODS
-from scl.config import ConfigError, load_params, parse_overrides, resolve, settings_from_json
+from scl.config import ConfigError, load_params, parse_overrides, resolve, settings_from_json, with_data
 from scl.data import DATASET_NAMES
 from scl.experiments import FIGURES, TABLES
 
@@ -81,7 +81,8 @@ def run_train(args) -> int:
 
             prepare(dataset, data_path)
         data = load_prepared(data_path)
-    except (FileNotFoundError, ValueError) as e:
+        settings = with_data(settings, data.class_names, data.images.shape[1:])  # null num_classes / image_size
+    except (FileNotFoundError, ValueError) as e:  # ConfigError is a ValueError
         print(f"scl train: {e}", file=sys.stderr)
         return 2
     try:
@@ -118,7 +119,9 @@ def _add_prepare_parser(subparsers) -> None:
                         "folder: your image folder; tiny-imagenet: an extracted tiny-imagenet-200 folder")
     p.add_argument("--image-size", type=int, default=None,
                    help="output side for imagenet10, imagenet-dogs, tiny-imagenet, folder "
-                        "(default: 96, 96, 64, 64)")
+                        "(default: 96, 96, 64; folder: the images' median shorter side, at most 64)")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                   help="folder: 3 = RGB (default), 1 = grayscale")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
     p.add_argument("--workers", type=int, default=None, help="image decoding threads (default: min(8, CPUs))")
 
@@ -129,9 +132,10 @@ def run_prepare(args: argparse.Namespace) -> int:
     from scl.data.registry import prepare
 
     out = args.out if args.out is not None else Path(paths.prepared(args.name))
+    options = {} if getattr(args, "channels", None) is None else {"channels": args.channels}
     try:
         path = prepare(args.name, out, raw_dir=args.raw_dir, download=not args.no_download, root=args.root,
-                       image_size=args.image_size, workers=args.workers)
+                       image_size=args.image_size, workers=args.workers, **options)
     except DataError as e:
         print(f"scl prepare {args.name}: error: {e}", file=sys.stderr)
         return 2
@@ -139,6 +143,13 @@ def run_prepare(args: argparse.Namespace) -> int:
     shape = "x".join(str(s) for s in meta.get("image_shape", []))
     print(f"prepared {args.name}: {meta.get('num_images')} images of {shape}, "
           f"{meta.get('num_classes')} classes -> {path}")
+    source = meta.get("source") or {}
+    if "image_size_from" in source and source["image_size_from"] != "given":
+        print(f"image size {source['image_size']}: {source['image_size_from']} (set --image-size to choose)")
+    if "skipped_report" in meta:
+        n = source.get("skipped", 0)
+        print(f"{n} file{'s' if n != 1 else ''} skipped (not images, unreadable, or empty folders)"
+              + (f", listed in {path.parent / meta['skipped_report']}" if n else ""))
     return 0
 
 
@@ -175,7 +186,7 @@ def run_baseline(args) -> int:
             raise BaselineError(f"unknown dataset {args.dataset!r}; params.yaml defines: {', '.join(params['datasets'])}")
         if args.seed < 0:
             raise BaselineError(f"seed must be non-negative, got {args.seed}")
-        k = int(params["datasets"][args.dataset]["num_classes"])
+        k = params["datasets"][args.dataset]["num_classes"]  # null: the prepared data's class count
         data_path = Path(args.data or paths.prepared(args.dataset))
         if not data_path.exists():
             raise BaselineError(f"prepared dataset {data_path} does not exist; create it with "
@@ -183,6 +194,12 @@ def run_baseline(args) -> int:
         from scl.data.prepared import load_prepared
 
         data = load_prepared(data_path)
+        if k is None:
+            if len(data.class_names) < 2:
+                raise BaselineError(f"datasets.{args.dataset}.num_classes is null and {data_path} has no classes "
+                                    f"to count; set datasets.{args.dataset}.num_classes in params.yaml")
+            k = len(data.class_names)
+        k = int(k)
         max_samples = DEFAULT_MAX_SAMPLES[args.method] if args.max_samples is None else (args.max_samples or None)
         record = run_baseline_on(args.method, data.images, data.labels, k, args.seed, max_samples, args.dataset,
                                  log=lambda msg: print(msg, file=sys.stderr, flush=True))

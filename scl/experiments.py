@@ -289,9 +289,12 @@ class ExperimentSet:
         """`scl prepare` arguments of a dataset: raw folder, image size (resizable ones), user folder."""
         from scl.data.registry import get_spec
 
+        ds = self.params["datasets"][dataset]
         args = ["--raw-dir", str((self.params.get("data") or {}).get("raw_dir", "data/raw"))]
-        if get_spec(dataset).resizable:
-            args += ["--image-size", str(self.params["datasets"][dataset]["image_size"])]
+        if get_spec(dataset).resizable and ds.get("image_size") is not None:  # folder: null = from the images
+            args += ["--image-size", str(ds["image_size"])]
+        if dataset == "folder":
+            args += ["--channels", str(ds.get("channels", 3))]
         root = self.data_root(dataset)
         if root:
             args += ["--root", root]
