@@ -11,6 +11,8 @@ matplotlib) themselves, so building the parser stays fast.
   scl figure {fig3,fig4,fig5,fig6,curves,confusion}   figures as PNG
   scl diagnose --dataset D      head vs K-means vs k-NN probe on the features, per-class recall
   scl bench                     throughput: SCL vs MoCo step, batched vs PIL augmentation
+  scl assign --run R IMAGES...  new images into a trained run's clusters (no retraining)
+  scl clusters --run R --data D clusters.csv, contact sheets, export of a run on an image folder
 Exit codes: 0 done, 2 bad input (settings, data, missing inputs), 3 training failed.
 """
 
@@ -51,6 +53,7 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--restart-if-changed", action="store_true", help="discard a checkpoint of other settings or "
                    "code (scl.config.run_identity) instead of stopping; resume one of the same")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument("--no-estimate", action="store_true", help="skip the few timed steps that estimate the run's time")
 
 
 def run_train(args) -> int:
@@ -87,12 +90,14 @@ def run_train(args) -> int:
         return 2
     try:
         try:
-            metrics = train(settings, data, out, progress=not args.no_progress, restart=args.restart)
+            metrics = train(settings, data, out, progress=not args.no_progress, restart=args.restart,
+                            estimate=not args.no_estimate)
         except CheckpointMismatch as e:
             if not args.restart_if_changed:
                 raise
             print(f"scl train: {e}: starting afresh (--restart-if-changed)", file=sys.stderr)
-            metrics = train(settings, data, out, progress=not args.no_progress, restart=True)
+            metrics = train(settings, data, out, progress=not args.no_progress, restart=True,
+                            estimate=not args.no_estimate)
     except TrainingError as e:
         print(f"scl train: {e}", file=sys.stderr)
         return 3
@@ -416,6 +421,31 @@ def run_bench(args) -> int:
 
 
 # ---------------------------------------------------------------------------- dispatch
+# ---------------------------------------------------------------------------- scl assign / clusters
+def _add_assign_parser(subparsers) -> None:
+    from scl.assign import add_assign_parser
+
+    add_assign_parser(subparsers)
+
+
+def run_assign(args) -> int:
+    from scl.assign import run_assign
+
+    return run_assign(args)
+
+
+def _add_clusters_parser(subparsers) -> None:
+    from scl.report.clusters import add_clusters_parser
+
+    add_clusters_parser(subparsers)
+
+
+def run_clusters(args) -> int:
+    from scl.report.clusters import run_clusters
+
+    return run_clusters(args)
+
+
 class Command(NamedTuple):
     name: str
     add_parser: Callable  # (subparsers) -> None: adds the `name` sub-parser and its options
@@ -430,6 +460,8 @@ COMMANDS = (
     Command("figure", _add_figure_parser, run_figure),
     Command("diagnose", _add_diagnose_parser, run_diagnose),
     Command("bench", _add_bench_parser, run_bench),
+    Command("assign", _add_assign_parser, run_assign),
+    Command("clusters", _add_clusters_parser, run_clusters),
 )
 
 

@@ -218,9 +218,11 @@ METHOD_SETTINGS = tuple(k for k in TRAIN_KEYS if k not in EXECUTION_SETTINGS)
 # The code that computes a run: every module of the package except those that only prepare
 # data (the prepared .npz is the run's input), score baselines, benchmark or report. A new
 # training module is included by itself; a change to any included file retrains.
-# cli.py is left out too: it parses options and hands the resolved settings to scl.train.
+# cli.py is left out too: it parses options and hands the resolved settings to scl.train;
+# so is assign.py (applies a trained run to new images). estimate.py stays in: the trainer
+# runs it before the first epoch (on copies, under a forked RNG, but inside the run).
 NOT_TRAINING_CODE = ("data/", "report/", "reference/", "cli.py", "__main__.py", "bench.py", "baselines.py",
-                     "paths.py", "experiments.py")
+                     "paths.py", "experiments.py", "assign.py")
 
 
 def method_settings(settings: RunSettings) -> dict:

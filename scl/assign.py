@@ -1,0 +1,240 @@
+"""`scl assign`: put new images into the clusters of a trained run, without retraining.
+
+    scl assign --run results/runs/folder/scl/seed0 new_photos/ more.png --out new.csv
+    scl assign --run RUN --list files.txt --out new.csv --device cuda --batch-size 2048
+
+The images get the run's own preprocessing: the prepared data's resize rule and 8-bit
+scaling (`scl.data.images.load_image`: shorter side to the run's image_size, centre crop,
+16-bit / float / alpha handled), its channels, and its augmentation recipe's un-augmented
+path (`build_eval_transform`: normalisation). The cluster is the one the run's final
+assignment uses: argmax of the target task's classifier (eq. 5), or of eq. 3's memory
+similarities when the run had no online CD. Runs without a target task (Figure 4's
+single-task variants) have no head to apply, and are refused.
+
+Batched: decoding runs in threads and overlaps the network, one batch ahead. Files that
+cannot be read are skipped and listed in `<out>.skipped.csv` (as `scl prepare` does).
+Output: a CSV of `path,cluster,confidence` (confidence = the head's top probability).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scl.data.errors import DataError
+from scl.data.folder import Listing, _walk, skipped_csv, skipped_report_path
+from scl.data.images import IMAGE_EXTENSIONS, default_workers, load_images_tolerant
+
+
+class AssignError(ValueError):
+    """The run cannot assign (no checkpoint, no target head) or the input is unusable."""
+
+
+def _safe_load(path: Path, device: torch.device) -> dict:
+    """torch.load that cannot execute code: tensors, plain types and numpy arrays only."""
+    allowed = [np.ndarray, np.dtype, np._core.multiarray._reconstruct]
+    allowed += [type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32, np.int64, np.uint8, np.bool_)]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - unreadable, truncated, or holding objects we will not unpickle
+        raise AssignError(f"cannot load {path} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                          "it must be a checkpoint written by `scl train`") from e
+
+
+@dataclass
+class TrainedHead:
+    """A trained run's query encoder and target head, ready to assign images."""
+
+    model: torch.nn.Module
+    eval_tf: torch.nn.Module
+    image_size: int
+    channels: int
+    num_classes: int
+    device: torch.device
+    settings: dict
+
+
+def load_run(run_dir: str | Path, device: str = "auto") -> TrainedHead:
+    """Rebuild the run's model from its checkpoint (settings + weights) in eval mode."""
+    from scl.augment import build_eval_transform
+    from scl.models.scl_model import SCLConfig, SCLModel
+    from scl.train import pick_device
+
+    run_dir = Path(run_dir)
+    ckpt = run_dir / "checkpoint.pt"
+    if not ckpt.exists():
+        raise AssignError(f"{ckpt} not found: --run must be a run folder of `scl train` (results/runs/<dataset>/"
+                          "<variant>/seed<k>) whose training has run")
+    if not (run_dir / "metrics.json").exists():
+        print(f"scl assign: warning: {run_dir} has no metrics.json, its training is unfinished; assigning with "
+              "the last checkpoint's weights", file=sys.stderr)
+    dev = pick_device(device)
+    ck = _safe_load(ckpt, dev)
+    s = (ck.get("identity") or {}).get("settings") if isinstance(ck, dict) else None  # the run's method settings
+    if not isinstance(s, dict):
+        raise AssignError(f"{ckpt} holds no run identity (settings): it was not written by this version of "
+                          "`scl train`; train the run again")
+    ds, t = s["dataset"], s["train"]
+    if "target" not in t["tasks"]:
+        raise AssignError(f"run {run_dir} has no target task (tasks: {', '.join(t['tasks'])}): it has no C-way head "
+                          "to assign new images with; use a run with the target task (the `scl` variant)")
+    model = SCLModel(SCLConfig(
+        backbone=t["backbone"], backbone_width=t["cnn_width"], in_channels=ds["channels"],
+        num_classes=ds["num_classes"], tasks=tuple(t["tasks"]), feature_dim=t["feature_dim"],
+        memory_size=t["memory_size"], memory_init=t["memory_init"], temperature=t["temperature"],
+        ema_momentum=t["ema_momentum"], cross_cluster=t["cross_cluster"], online_cd=t["online_cd"],
+    ))
+    model.load_state_dict(ck["model"])
+    model.to(dev).eval()
+    eval_tf = build_eval_transform(t["augment"], ds["image_size"], ds["channels"]).to(dev)
+    return TrainedHead(model, eval_tf, ds["image_size"], ds["channels"], ds["num_classes"], dev, s)
+
+
+@torch.no_grad()
+def head_probabilities(head: TrainedHead, images: np.ndarray | torch.Tensor, batch_size: int = 1024) -> np.ndarray:
+    """N x C target-task probabilities of uint8 `N x H x W x C` images (the run's eq. 5 scores)."""
+    x = torch.as_tensor(images)
+    out = []
+    for start in range(0, len(x), batch_size):
+        batch = x[start:start + batch_size].to(head.device).permute(0, 3, 1, 2)  # B x C x H x W uint8
+        out.append(head.model.infer(head.eval_tf(batch))["prob_target"].float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, head.num_classes), np.float32)
+
+
+def list_inputs(inputs: list[str], list_file: str | None) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image files named by `inputs` (files, or folders walked recursively) and `list_file`
+    (one path a line), in the order given; with what was skipped and why."""
+    named = [Path(p) for p in inputs]
+    if list_file:
+        lines = Path(list_file).read_text().splitlines()
+        named += [Path(line.strip()) for line in lines if line.strip() and not line.startswith("#")]
+    if not named:
+        raise AssignError("no images given: name image files or folders, or pass --list FILE")
+    paths: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+    for p in named:
+        if p.is_dir():
+            listing = _walk(p, Listing())
+            paths += listing.images
+            skipped += listing.skipped
+        elif p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
+            paths.append(p)
+        elif p.is_file():
+            skipped.append((str(p), f"not an image file (extension {p.suffix or 'none'!r})"))
+        else:
+            skipped.append((str(p), "no such file or folder"))
+    return paths, skipped
+
+
+def assign_files(head: TrainedHead, paths: list[Path], batch_size: int = 1024, workers: int | None = None,
+                 chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+    """Cluster and confidence of each file (-1 / nan where unreadable) and per file None or why it failed.
+
+    Files are decoded in chunks by a thread pool while the previous chunk goes through
+    the network, so decoding and inference overlap."""
+    mode = "L" if head.channels == 1 else "RGB"
+    n = len(paths)
+    pred = np.full(n, -1, np.int64)
+    conf = np.full(n, np.nan, np.float32)
+    reasons: list[str | None] = [None] * n
+    starts = list(range(0, n, chunk))
+    workers = workers or default_workers()
+
+    def decode(start: int):
+        return load_images_tolerant(paths[start:start + chunk], head.image_size, mode, workers, desc="assign")
+
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending = reader.submit(decode, starts[0]) if starts else None
+        for i, start in enumerate(starts):
+            images, why = pending.result()
+            if i + 1 < len(starts):
+                pending = reader.submit(decode, starts[i + 1])
+            ok = np.array([w is None for w in why], bool)
+            if ok.any():
+                prob = head_probabilities(head, images[ok], batch_size)
+                idx = np.flatnonzero(ok) + start
+                pred[idx], conf[idx] = prob.argmax(1), prob.max(1)
+            reasons[start:start + len(why)] = why
+    return pred, conf, reasons
+
+
+def clusters_csv(paths: list, pred: np.ndarray, conf: np.ndarray, extra: dict[str, list] | None = None) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    extra = extra or {}
+    w.writerow(["path", "cluster", "confidence", *extra])
+    cols = list(extra.values())
+    for i, (p, c, f) in enumerate(zip(paths, pred, conf)):
+        w.writerow([str(p), int(c), f"{float(f):.4f}", *(col[i] for col in cols)])
+    return buf.getvalue()
+
+
+def add_assign_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "assign", help="assign new images to the clusters of a trained run (no retraining)",
+        description="Assign image files (or every image under given folders) to a trained run's clusters, with "
+                    "the run's preprocessing. Writes a CSV of path, cluster, confidence; unreadable files are "
+                    "listed in <out>.skipped.csv.")
+    p.add_argument("inputs", nargs="*", help="image files and/or folders (walked recursively)")
+    p.add_argument("--run", dest="run_dir", required=True, help="run folder of `scl train` (holds checkpoint.pt)")
+    p.add_argument("--list", dest="list_file", help="a text file of image paths, one a line")
+    p.add_argument("--out", required=True, help="CSV to write (path, cluster, confidence)")
+    p.add_argument("--export", type=Path, help="also export the images into one folder per cluster here")
+    p.add_argument("--export-mode", choices=("link", "copy"), default="link",
+                   help="export as symbolic links (default) or copies")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--batch-size", type=int, default=1024, help="images per forward pass (default 1024)")
+    p.add_argument("--workers", type=int, default=None, help="image decoding threads (default: min(8, CPUs))")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.set_defaults(func=run_assign)
+    return p
+
+
+def run_assign(args) -> int:
+    from scl.io import atomic_write_text
+    from scl.train import TrainingError
+
+    prog = "scl assign"
+    try:
+        if args.batch_size < 1:
+            raise AssignError(f"--batch-size must be positive, got {args.batch_size}")
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        head = load_run(args.run_dir, args.device)
+        paths, skipped = list_inputs(args.inputs, args.list_file)
+        if not paths:
+            raise AssignError(f"no image files found in {', '.join(args.inputs) or args.list_file}"
+                              + (f" ({len(skipped)} other files skipped)" if skipped else ""))
+        start = time.perf_counter()
+        pred, conf, reasons = assign_files(head, paths, args.batch_size, args.workers)
+        elapsed = time.perf_counter() - start
+    except (AssignError, DataError, TrainingError, OSError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    ok = np.array([r is None for r in reasons], bool)
+    skipped += [(str(p), f"cannot be decoded ({r})") for p, r in zip(paths, reasons) if r]
+    kept = [p.resolve() for p, good in zip(paths, ok) if good]
+    out = Path(args.out)
+    atomic_write_text(out, clusters_csv(kept, pred[ok], conf[ok]))
+    atomic_write_text(skipped_report_path(out.with_suffix(".npz")), skipped_csv(skipped))
+    if args.export:
+        from scl.report.clusters import export_clusters
+
+        export_clusters(kept, pred[ok], args.export, args.export_mode)
+    sizes = np.bincount(pred[ok], minlength=head.num_classes).tolist()
+    print(f"{prog}: {int(ok.sum())} images -> {head.num_classes} clusters in {elapsed:.1f}s "
+          f"({ok.sum() / max(elapsed, 1e-9):.0f} images/s), {len(skipped)} skipped -> {out}", file=sys.stderr)
+    print(json.dumps({"out": str(out), "images": int(ok.sum()), "skipped": len(skipped), "cluster_sizes": sizes,
+                      "seconds": round(elapsed, 3)}))
+    return 0
