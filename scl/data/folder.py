@@ -273,3 +273,29 @@ def skipped_csv(skipped: list[tuple[str, str]]) -> str:
     w.writerow(["path", "reason"])
     w.writerows(skipped)
     return buf.getvalue()
+
+
+def write_png_folder(data: PreparedData, root: str | os.PathLike, per_class: int | None = None, seed: int = 0) -> Path:
+    """Write a prepared (labelled) dataset as PNG files in class sub-folders: the layout a user
+    gives `scl prepare folder` (for trying the folder tool on a benchmark such as Fashion-MNIST).
+
+    Class folder names are the class names with "/" replaced by "_"; files are <index>.png
+    (the image's index in `data`). per_class: at most that many images per class, a
+    deterministic random choice (seed).
+    """
+    from PIL import Image
+
+    if not data.has_labels:
+        raise DataError("write_png_folder needs labelled data (class sub-folders are the labels)")
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(data.class_names):
+        idx = np.flatnonzero(data.labels == c)
+        if per_class is not None and len(idx) > per_class:
+            idx = np.sort(rng.choice(idx, per_class, replace=False))
+        folder = root / name.replace("/", "_")
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in idx:
+            im = data.images[i]
+            Image.fromarray(im[..., 0] if im.shape[-1] == 1 else im).save(folder / f"{i:05d}.png")
+    return root
