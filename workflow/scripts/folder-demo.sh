@@ -8,10 +8,11 @@
 #   4. scl train with the folder defaults of params.yaml (CPU), timed (wall and CPU)
 #   5. scl clusters: clusters.csv, contact sheets, index.md
 #   6. scl assign on the held-out images: agreement with the run's head, images/s
-# Usage: workflow/scripts/folder-demo.sh [THREADS]   (default 2; run from anywhere)
+# Usage: workflow/scripts/folder-demo.sh [THREADS]   (default: the folder defaults' own, torch's)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-threads=${1:-2}
+threads=()
+[ $# -ge 1 ] && threads=(--set "threads=$1")
 out=results/folder-demo
 data=data/folder-demo
 mkdir -p "$out" "$data"
@@ -21,6 +22,6 @@ scl prepare folder --root "$data/shapes" --out "$data/shapes.npz" | tee "$out/pr
 scl baseline kmeans --dataset folder --data "$data/shapes.npz" --out "$out/kmeans/metrics.json"
 /usr/bin/time -f '{"wall_s": %e, "user_s": %U, "sys_s": %S, "max_rss_kb": %M}' -o "$out/train-time.json" \
     scl train --dataset folder --data "$data/shapes.npz" --out "$out/run" --restart --no-progress \
-    --set threads="$threads" 2> "$out/train-stderr.txt" | tee "$out/train.json"
+    "${threads[@]}" 2> "$out/train-stderr.txt" | tee "$out/train.json"
 scl clusters --run "$out/run" --data "$data/shapes.npz" --out "$out/clusters"
 python workflow/scripts/assign_bench.py "$out/run" "$data/heldout" "$data/shapes.npz" "$out/assign-bench.json"
