@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from scl.data.errors import DataError
-from scl.data.folder import Listing, _walk, skipped_csv, skipped_report_path
+from scl.data.folder import Listing, skipped_csv, skipped_report_path, walk_images
 from scl.data.images import IMAGE_EXTENSIONS, default_workers, load_images_tolerant
 
 
@@ -63,13 +63,18 @@ class TrainedHead:
     num_classes: int
     device: torch.device
     settings: dict
+    amp: torch.dtype | None = None  # autocast dtype of the encoder (None: float32)
+    channels_last: bool = False
 
 
-def load_run(run_dir: str | Path, device: str = "auto") -> TrainedHead:
-    """Rebuild the run's model from its checkpoint (settings + weights) in eval mode."""
+def load_run(run_dir: str | Path, device: str = "auto", amp: str = "off", channels_last: bool = False) -> TrainedHead:
+    """Rebuild the run's model from its checkpoint (settings + weights) in eval mode.
+
+    amp / channels_last: execution settings, as in training (`amp: bf16` is what the
+    folder runs use; assignments then match the run's own, computed the same way)."""
     from scl.augment import build_eval_transform
     from scl.models.scl_model import SCLConfig, SCLModel
-    from scl.train import pick_device
+    from scl.train import amp_dtype, pick_device
 
     run_dir = Path(run_dir)
     ckpt = run_dir / "checkpoint.pt"
@@ -97,18 +102,27 @@ def load_run(run_dir: str | Path, device: str = "auto") -> TrainedHead:
     ))
     model.load_state_dict(ck["model"])
     model.to(dev).eval()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     eval_tf = build_eval_transform(t["augment"], ds["image_size"], ds["channels"]).to(dev)
-    return TrainedHead(model, eval_tf, ds["image_size"], ds["channels"], ds["num_classes"], dev, s)
+    return TrainedHead(model, eval_tf, ds["image_size"], ds["channels"], ds["num_classes"], dev, s,
+                       amp_dtype(amp, dev), channels_last)
 
 
 @torch.no_grad()
 def head_probabilities(head: TrainedHead, images: np.ndarray | torch.Tensor, batch_size: int = 1024) -> np.ndarray:
     """N x C target-task probabilities of uint8 `N x H x W x C` images (the run's eq. 5 scores)."""
+    from scl.train import autocast
+
     x = torch.as_tensor(images)
     out = []
     for start in range(0, len(x), batch_size):
         batch = x[start:start + batch_size].to(head.device).permute(0, 3, 1, 2)  # B x C x H x W uint8
-        out.append(head.model.infer(head.eval_tf(batch))["prob_target"].float().cpu())
+        batch = head.eval_tf(batch)
+        if head.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with autocast(head.device, head.amp):
+            out.append(head.model.infer(batch)["prob_target"].float().cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, head.num_classes), np.float32)
 
 
@@ -125,7 +139,7 @@ def list_inputs(inputs: list[str], list_file: str | None) -> tuple[list[Path], l
     skipped: list[tuple[str, str]] = []
     for p in named:
         if p.is_dir():
-            listing = _walk(p, Listing())
+            listing = walk_images(p, Listing())
             paths += listing.images
             skipped += listing.skipped
         elif p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
@@ -197,6 +211,9 @@ def add_assign_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1024, help="images per forward pass (default 1024)")
     p.add_argument("--workers", type=int, default=None, help="image decoding threads (default: min(8, CPUs))")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off",
+                   help="autocast the encoder (bf16: faster on CPUs that support it; as the run trained)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC batches (faster convolutions)")
     p.set_defaults(func=run_assign)
     return p
 
@@ -211,7 +228,7 @@ def run_assign(args) -> int:
             raise AssignError(f"--batch-size must be positive, got {args.batch_size}")
         if args.threads:
             torch.set_num_threads(args.threads)
-        head = load_run(args.run_dir, args.device)
+        head = load_run(args.run_dir, args.device, args.amp, args.channels_last)
         paths, skipped = list_inputs(args.inputs, args.list_file)
         if not paths:
             raise AssignError(f"no image files found in {', '.join(args.inputs) or args.list_file}"

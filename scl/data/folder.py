@@ -65,7 +65,7 @@ class Listing:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
-def _walk(folder: Path, listing: Listing, stop_at_first: bool = False) -> Listing:
+def walk_images(folder: Path, listing: Listing, stop_at_first: bool = False) -> Listing:
     """Every visible file below `folder`, iteratively (no recursion limit), sorted by path.
 
     A symlinked folder is followed once (its device/inode is remembered, so loops end); a
@@ -130,7 +130,7 @@ def class_folders(root: str | os.PathLike) -> list[Path]:
     """THE rule for which sub-folders of `root` are classes (sorted by name): the visible
     sub-folders with at least one image file anywhere below them. Empty list: a flat folder."""
     root = _check_root(root)
-    return [d for d in _subfolders(root) if _walk(d, Listing(), stop_at_first=True).images]
+    return [d for d in _subfolders(root) if walk_images(d, Listing(), stop_at_first=True).images]
 
 
 def has_class_folders(root: str | os.PathLike) -> bool:
@@ -168,7 +168,7 @@ def folder_files(root: str | os.PathLike | None) -> FolderFiles:
     if classes:
         paths, labels = [], []
         for i, d in enumerate(classes):
-            listing = _walk(d, Listing())
+            listing = walk_images(d, Listing())
             paths += listing.images
             labels += [i] * len(listing.images)
             skipped += listing.skipped
