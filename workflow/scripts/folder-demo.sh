@@ -8,18 +8,20 @@
 #   4. scl train with the folder defaults of params.yaml (CPU), timed (wall and CPU)
 #   5. scl clusters: clusters.csv, contact sheets, index.md
 #   6. scl assign on the held-out images: agreement with the run's head, images/s
-# Usage: workflow/scripts/folder-demo.sh [THREADS]   (default: the folder defaults' own, torch's)
+# Usage: workflow/scripts/folder-demo.sh [THREADS]   (default 1: on a shared 2-core CPU two OpenMP
+# threads spin at every barrier while their partner is descheduled; 2 threads measured 10.9 s a
+# step against 1.7-2 s for 1 thread here, see results/folder-demo/README.md)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-threads=()
-[ $# -ge 1 ] && threads=(--set "threads=$1")
+threads=(--set "threads=${1:-1}")
+
 out=results/folder-demo
 data=data/folder-demo
 mkdir -p "$out" "$data"
 [ -d "$data/shapes" ] || python -m scl.data.synthetic "$data/shapes" --per-class 250 --size 32 --seed 0
 [ -d "$data/heldout" ] || python -m scl.data.synthetic "$data/heldout" --per-class 100 --size 32 --seed 1
 scl prepare folder --root "$data/shapes" --out "$data/shapes.npz" | tee "$out/prepare.txt"
-scl baseline kmeans --dataset folder --data "$data/shapes.npz" --out "$out/kmeans/metrics.json"
+[ -f "$out/kmeans/metrics.json" ] || scl baseline kmeans --dataset folder --data "$data/shapes.npz" --out "$out/kmeans/metrics.json"
 /usr/bin/time -f '{"wall_s": %e, "user_s": %U, "sys_s": %S, "max_rss_kb": %M}' -o "$out/train-time.json" \
     scl train --dataset folder --data "$data/shapes.npz" --out "$out/run" --restart --no-progress \
     "${threads[@]}" 2> "$out/train-stderr.txt" | tee "$out/train.json"
