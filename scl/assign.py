@@ -1,6 +1,6 @@
 """`scl assign`: put new images into the clusters of a trained run, without retraining.
 
-    scl assign --run results/runs/folder/scl/seed0 new_photos/ more.png --out new.csv
+    scl assign --run results/runs/manual/folder/scl/seed0 new_photos/ more.png --out new.csv
     scl assign --run RUN --list files.txt --out new.csv --device cuda --batch-size 2048
 
 The images get the run's own preprocessing: the prepared data's resize rule and 8-bit
@@ -18,12 +18,9 @@ Output: a CSV of `path,cluster,confidence` (confidence = the head's top probabil
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
-import json
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scl.data.errors import DataError
-from scl.data.folder import Listing, skipped_csv, skipped_report_path, walk_images
+from scl.data.folder import Listing, walk_images
 from scl.data.images import IMAGE_EXTENSIONS, default_workers, load_images_tolerant
 
 
@@ -74,12 +70,12 @@ def load_run(run_dir: str | Path, device: str = "auto", amp: str = "off", channe
     folder runs use; assignments then match the run's own, computed the same way)."""
     from scl.augment import build_eval_transform
     from scl.models.scl_model import SCLConfig, SCLModel
-    from scl.train import amp_dtype, pick_device
+    from scl.device import amp_dtype, pick_device
 
     run_dir = Path(run_dir)
     ckpt = run_dir / "checkpoint.pt"
     if not ckpt.exists():
-        raise AssignError(f"{ckpt} not found: --run must be a run folder of `scl train` (results/runs/<dataset>/"
+        raise AssignError(f"{ckpt} not found: --run must be a run folder of `scl train` (results/runs/<set>/<dataset>/"
                           "<variant>/seed<k>) whose training has run")
     if not (run_dir / "metrics.json").exists():
         print(f"scl assign: warning: {run_dir} has no metrics.json, its training is unfinished; assigning with "
@@ -112,7 +108,7 @@ def load_run(run_dir: str | Path, device: str = "auto", amp: str = "off", channe
 @torch.no_grad()
 def head_probabilities(head: TrainedHead, images: np.ndarray | torch.Tensor, batch_size: int = 1024) -> np.ndarray:
     """N x C target-task probabilities of uint8 `N x H x W x C` images (the run's eq. 5 scores)."""
-    from scl.train import autocast
+    from scl.device import autocast
 
     x = torch.as_tensor(images)
     out = []
@@ -192,66 +188,3 @@ def clusters_csv(paths: list, pred: np.ndarray, conf: np.ndarray, extra: dict[st
     for i, (p, c, f) in enumerate(zip(paths, pred, conf)):
         w.writerow([str(p), int(c), f"{float(f):.4f}", *(col[i] for col in cols)])
     return buf.getvalue()
-
-
-def add_assign_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "assign", help="assign new images to the clusters of a trained run (no retraining)",
-        description="Assign image files (or every image under given folders) to a trained run's clusters, with "
-                    "the run's preprocessing. Writes a CSV of path, cluster, confidence; unreadable files are "
-                    "listed in <out>.skipped.csv.")
-    p.add_argument("inputs", nargs="*", help="image files and/or folders (walked recursively)")
-    p.add_argument("--run", dest="run_dir", required=True, help="run folder of `scl train` (holds checkpoint.pt)")
-    p.add_argument("--list", dest="list_file", help="a text file of image paths, one a line")
-    p.add_argument("--out", required=True, help="CSV to write (path, cluster, confidence)")
-    p.add_argument("--export", type=Path, help="also export the images into one folder per cluster here")
-    p.add_argument("--export-mode", choices=("link", "copy"), default="link",
-                   help="export as symbolic links (default) or copies")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument("--batch-size", type=int, default=1024, help="images per forward pass (default 1024)")
-    p.add_argument("--workers", type=int, default=None, help="image decoding threads (default: min(8, CPUs))")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
-    p.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off",
-                   help="autocast the encoder (bf16: faster on CPUs that support it; as the run trained)")
-    p.add_argument("--channels-last", action="store_true", help="NHWC batches (faster convolutions)")
-    p.set_defaults(func=run_assign)
-    return p
-
-
-def run_assign(args) -> int:
-    from scl.io import atomic_write_text
-    from scl.train import TrainingError
-
-    prog = "scl assign"
-    try:
-        if args.batch_size < 1:
-            raise AssignError(f"--batch-size must be positive, got {args.batch_size}")
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        head = load_run(args.run_dir, args.device, args.amp, args.channels_last)
-        paths, skipped = list_inputs(args.inputs, args.list_file)
-        if not paths:
-            raise AssignError(f"no image files found in {', '.join(args.inputs) or args.list_file}"
-                              + (f" ({len(skipped)} other files skipped)" if skipped else ""))
-        start = time.perf_counter()
-        pred, conf, reasons = assign_files(head, paths, args.batch_size, args.workers)
-        elapsed = time.perf_counter() - start
-    except (AssignError, DataError, TrainingError, OSError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    ok = np.array([r is None for r in reasons], bool)
-    skipped += [(str(p), f"cannot be decoded ({r})") for p, r in zip(paths, reasons) if r]
-    kept = [p.resolve() for p, good in zip(paths, ok) if good]
-    out = Path(args.out)
-    atomic_write_text(out, clusters_csv(kept, pred[ok], conf[ok]))
-    atomic_write_text(skipped_report_path(out.with_suffix(".npz")), skipped_csv(skipped))
-    if args.export:
-        from scl.report.clusters import export_clusters
-
-        export_clusters(kept, pred[ok], args.export, args.export_mode)
-    sizes = np.bincount(pred[ok], minlength=head.num_classes).tolist()
-    print(f"{prog}: {int(ok.sum())} images -> {head.num_classes} clusters in {elapsed:.1f}s "
-          f"({ok.sum() / max(elapsed, 1e-9):.0f} images/s), {len(skipped)} skipped -> {out}", file=sys.stderr)
-    print(json.dumps({"out": str(out), "images": int(ok.sum()), "skipped": len(skipped), "cluster_sizes": sizes,
-                      "seconds": round(elapsed, 3)}))
-    return 0

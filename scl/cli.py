@@ -421,29 +421,100 @@ def run_bench(args) -> int:
 
 
 # ---------------------------------------------------------------------------- dispatch
-# ---------------------------------------------------------------------------- scl assign / clusters
+# ---------------------------------------------------------------------------- scl assign
 def _add_assign_parser(subparsers) -> None:
-    from scl.assign import add_assign_parser
-
-    add_assign_parser(subparsers)
+    p = subparsers.add_parser(
+        "assign", help="assign new images to the clusters of a trained run (no retraining)",
+        description="Assign image files (or every image under given folders) to a trained run's clusters, with "
+                    "the run's preprocessing. Writes a CSV of path, cluster, confidence; unreadable files are "
+                    "listed in <out>.skipped.csv.")
+    p.add_argument("inputs", nargs="*", help="image files and/or folders (walked recursively)")
+    # dest run_dir: `run` holds the command's handler (build_parser)
+    p.add_argument("--run", dest="run_dir", metavar="RUN", required=True, help="run folder of `scl train` (holds checkpoint.pt)")
+    p.add_argument("--list", dest="list_file", help="a text file of image paths, one a line")
+    p.add_argument("--out", required=True, help="CSV to write (path, cluster, confidence)")
+    p.add_argument("--export", type=Path, help="also export the images into one folder per cluster here")
+    p.add_argument("--export-mode", choices=("link", "copy"), default="link",
+                   help="export as symbolic links (default) or copies")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--batch-size", type=int, default=1024, help="images per forward pass (default 1024)")
+    p.add_argument("--workers", type=int, default=None, help="image decoding threads (default: min(8, CPUs))")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off",
+                   help="autocast the encoder (bf16: faster on CPUs that support it; as the run trained)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC batches (faster convolutions)")
 
 
 def run_assign(args) -> int:
-    from scl.assign import run_assign
+    import time
 
-    return run_assign(args)
+    import numpy as np
+    import torch
+
+    from scl.assign import AssignError, assign_files, clusters_csv, list_inputs, load_run
+    from scl.data.errors import DataError
+    from scl.data.folder import skipped_csv, skipped_report_path
+    from scl.errors import TrainingError
+    from scl.io import atomic_write_text
+
+    prog = "scl assign"
+    try:
+        if args.batch_size < 1:
+            raise AssignError(f"--batch-size must be positive, got {args.batch_size}")
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        head = load_run(args.run_dir, args.device, args.amp, args.channels_last)
+        files, skipped = list_inputs(args.inputs, args.list_file)
+        if not files:
+            raise AssignError(f"no image files found in {', '.join(args.inputs) or args.list_file}"
+                              + (f" ({len(skipped)} other files skipped)" if skipped else ""))
+        start = time.perf_counter()
+        pred, conf, reasons = assign_files(head, files, args.batch_size, args.workers)
+        elapsed = time.perf_counter() - start
+    except (AssignError, DataError, TrainingError, OSError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    ok = np.array([r is None for r in reasons], bool)
+    skipped += [(str(p), f"cannot be decoded ({r})") for p, r in zip(files, reasons) if r]
+    kept = [p.resolve() for p, good in zip(files, ok) if good]
+    out = Path(args.out)
+    atomic_write_text(out, clusters_csv(kept, pred[ok], conf[ok]))
+    atomic_write_text(skipped_report_path(out.with_suffix(".npz")), skipped_csv(skipped))
+    if args.export:
+        from scl.report.clusters import export_clusters
+
+        export_clusters(kept, pred[ok], args.export, args.export_mode)
+    sizes = np.bincount(pred[ok], minlength=head.num_classes).tolist()
+    print(f"{prog}: {int(ok.sum())} images -> {head.num_classes} clusters in {elapsed:.1f}s "
+          f"({ok.sum() / max(elapsed, 1e-9):.0f} images/s), {len(skipped)} skipped -> {out}", file=sys.stderr)
+    print(json.dumps({"out": str(out), "images": int(ok.sum()), "skipped": len(skipped), "cluster_sizes": sizes,
+                      "seconds": round(elapsed, 3)}))
+    return 0
 
 
+# ---------------------------------------------------------------------------- scl clusters
 def _add_clusters_parser(subparsers) -> None:
-    from scl.report.clusters import add_clusters_parser
-
-    add_clusters_parser(subparsers)
+    p = subparsers.add_parser(
+        "clusters", help="clusters.csv, contact sheets and an optional export of a run on an image folder",
+        description="Turn a run's assignments into what a user sorting images wants: clusters.csv (path, cluster, "
+                    "confidence), a contact sheet per cluster, and optionally one folder per cluster.")
+    p.add_argument("--run", dest="run_dir", metavar="RUN", required=True, help="run folder (holds assignments.npz)")
+    p.add_argument("--data", required=True, help="the prepared .npz the run was trained on")
+    p.add_argument("--out", required=True, help="folder for clusters.csv, index.md and sheets/")
+    p.add_argument("--export", type=Path, help="also put the images into DIR/cluster_NN/ folders")
+    p.add_argument("--export-mode", choices=("link", "copy"), default="link")
 
 
 def run_clusters(args) -> int:
-    from scl.report.clusters import run_clusters
+    from scl.report.clusters import write_cluster_report
 
-    return run_clusters(args)
+    try:
+        info = write_cluster_report(args.run_dir, args.data, args.out, args.export, args.export_mode)
+    except (FileNotFoundError, ValueError, OSError) as e:
+        print(f"scl clusters: error: {e}", file=sys.stderr)
+        return 2
+    print(f"scl clusters: {info['images']} images in {info['clusters']} clusters -> {info['out']}", file=sys.stderr)
+    return 0
 
 
 class Command(NamedTuple):

@@ -21,10 +21,8 @@ The paths come from the prepared data (`paths`, relative to the folder it was re
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -181,27 +179,3 @@ def write_cluster_report(run_dir: str | os.PathLike, data_path: str | os.PathLik
             raise ValueError(f"{data_path} holds no file paths (not an image folder): nothing to export")
         export_clusters(files, pred, export, export_mode)
     return {"images": len(pred), "clusters": k, "out": str(out)}
-
-
-def add_clusters_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "clusters", help="clusters.csv, contact sheets and an optional export of a run on an image folder",
-        description="Turn a run's assignments into what a user sorting images wants: clusters.csv (path, cluster, "
-                    "confidence), a contact sheet per cluster, and optionally one folder per cluster.")
-    p.add_argument("--run", dest="run_dir", required=True, help="run folder (holds assignments.npz)")
-    p.add_argument("--data", required=True, help="the prepared .npz the run was trained on")
-    p.add_argument("--out", required=True, help="folder for clusters.csv, index.md and sheets/")
-    p.add_argument("--export", type=Path, help="also put the images into DIR/cluster_NN/ folders")
-    p.add_argument("--export-mode", choices=("link", "copy"), default="link")
-    p.set_defaults(func=run_clusters)
-    return p
-
-
-def run_clusters(args) -> int:
-    try:
-        info = write_cluster_report(args.run_dir, args.data, args.out, args.export, args.export_mode)
-    except (FileNotFoundError, ValueError, OSError) as e:
-        print(f"scl clusters: error: {e}", file=sys.stderr)
-        return 2
-    print(f"scl clusters: {info['images']} images in {info['clusters']} clusters -> {info['out']}", file=sys.stderr)
-    return 0
