@@ -221,23 +221,52 @@ def test_one_imageless_subfolder_reader_and_workflow_agree(tmp_path):
     assert class_folders(tmp_path) == [] and not has_class_folders(tmp_path)
     data = read_folder(tmp_path, 8)
     assert not data.has_labels and len(data) == 2
-    common = (Path(__file__).parents[1] / "workflow" / "rules" / "common.smk").read_text()
-    assert "has_class_folders(path)" in common  # the workflow asks the reader's rule
+    # the workflow plans with the reader's rule (scl/experiments.py's default has_labels)
+    from scl.config import load_params
+    from scl.experiments import ExperimentSet
+
+    params = load_params(Path(__file__).parents[1] / "params.yaml")
+    params["data"]["folder"] = str(tmp_path)
+    plan = ExperimentSet.from_params(params, "folder")
+    assert plan.scored == [] and plan.baselines() == []
+
+
+DEEP_LEVELS = 1100
+
+
+def _remove_deep_tree(top: Path, levels: int) -> None:
+    """Remove top/d/d/.../d (`levels` deep) bottom-up, one folder at a time: shutil.rmtree
+    and pytest's own cleanup of old basetemp folders recurse once per level and end in a
+    RecursionError on this tree, which would break every later pytest run."""
+    chain = [top]
+    for _ in range(levels):
+        chain.append(chain[-1] / "d")
+    for folder in reversed(chain):
+        if not folder.exists():
+            continue
+        for entry in folder.iterdir():  # the files of this level; its sub-folder is gone already
+            entry.unlink()
+        folder.rmdir()
 
 
 def test_deep_folder_tree(tmp_path):
     """1,100 nested folders (os.walk recursed, and ended in a RecursionError)."""
-    deep = tmp_path / "a"
-    deep.mkdir()
-    for _ in range(1100):  # one level at a time: Path.mkdir(parents=True) itself recurses
-        deep = deep / "d"
-        os.mkdir(deep)
-    img(deep / "deep.png")
-    img(tmp_path / "a" / "top.png")
-    img(tmp_path / "b" / "x.png")
-    data = read_folder_report(tmp_path, 8)
-    assert data.data.class_names == ["a", "b"] and data.data.labels.tolist() == [0, 0, 1]
-    assert data.paths[0].endswith("/deep.png") and data.paths[0].count("/") == 1101
+    top = tmp_path / "a"
+    try:
+        top.mkdir()
+        deep = top
+        for _ in range(DEEP_LEVELS):  # one level at a time: Path.mkdir(parents=True) itself recurses
+            deep = deep / "d"
+            os.mkdir(deep)
+        img(deep / "deep.png")
+        img(top / "top.png")
+        img(tmp_path / "b" / "x.png")
+        data = read_folder_report(tmp_path, 8)
+        assert data.data.class_names == ["a", "b"] and data.data.labels.tolist() == [0, 0, 1]
+        assert data.paths[0].endswith("/deep.png") and data.paths[0].count("/") == DEEP_LEVELS + 1
+    finally:
+        _remove_deep_tree(top, DEEP_LEVELS)
+    assert not top.exists()
 
 
 def test_symlink_loop_ends(tmp_path):
