@@ -28,7 +28,6 @@ from scl.data.folder import read_folder_report
 from scl.data.prepared import load_prepared
 from scl.io import atomic_write_json
 from scl.metrics import evaluate
-from scl.device import amp_dtype
 from scl.train import infer_all
 
 
