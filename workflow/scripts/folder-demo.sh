@@ -9,8 +9,8 @@
 #   5. scl clusters: clusters.csv, contact sheets, index.md
 #   6. scl assign on the held-out images: agreement with the run's head, images/s
 # Usage: workflow/scripts/folder-demo.sh [THREADS]   (default 1: on a shared 2-core CPU two OpenMP
-# threads spin at every barrier while their partner is descheduled; 2 threads measured 10.9 s a
-# step against 1.7-2 s for 1 thread here, see results/folder-demo/README.md)
+# threads spin at every barrier while their partner is descheduled: 2 threads were seen at 10.9 s
+# a step against 1.7-2 s for 1 thread under load, an observation, not a kept benchmark)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 threads=(--set "threads=${1:-1}")
