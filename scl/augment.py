@@ -33,6 +33,11 @@ Recipes
                3/4-4/3), horizontal flip 0.5, ColorJitter(0.4, 0.4, 0.4, 0.1) with p 0.8,
                RandomGrayscale 0.2, Gaussian blur (sigma 0.1-2, p 0.5) only when
                ``image_size >= 64``; ImageNet mean/std.
+``strong_color``  as mocov2, with SimCLR's colour distortion of strength 1:
+               ColorJitter(0.8, 0.8, 0.8, 0.2) with p 0.8 (the `folder` default).
+``luminance``  colour images, colour ignored: every view and the eval path are the
+               image's luminance (3 equal channels), crop scale 0.5-1, flip, brightness /
+               contrast 0.6-1.4 with p 0.8, noise 0.02 (the grayscale recipe on luminance)
 ``grayscale``  small one-channel images (Fashion-MNIST): RandomResizedCrop(scale 0.5-1),
                flip 0.5, brightness/contrast jitter 0.4 with p 0.8, Gaussian noise
                (std 0.02); normalised with the Fashion-MNIST mean/std (0.286, 0.353),
@@ -98,7 +103,7 @@ __all__ = [
     "get_recipe",
 ]
 
-RECIPES = ("mocov2", "grayscale", "digits")
+RECIPES = ("mocov2", "strong_color", "luminance", "grayscale", "digits")
 
 # torchvision's luminance weights (rgb_to_grayscale), used by grayscale, contrast and saturation.
 _LUMA = (0.2989, 0.587, 0.114)
@@ -135,6 +140,10 @@ class Recipe:
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     blur_min_size: int = 64
     noise_std: float = 0.0
+    # the un-augmented (eval) path converts to luminance too: for recipes that always do
+    # (grayscale_p = 1), so the network never meets colour it was trained without
+    eval_grayscale: bool = False
+    grayscale_first: bool = False  # grayscale before the colour jitter (exact colour invariance: no per-channel clipping)
 
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -156,6 +165,45 @@ _RECIPES: dict[str, Recipe] = {
         blur_p=0.5,
         blur_sigma=(0.1, 2.0),
         blur_min_size=64,
+    ),
+    # mocov2 with SimCLR's colour distortion of strength 1 (Chen et al. 2020, appendix A:
+    # ColorJitter(0.8, 0.8, 0.8, 0.2) with p 0.8, grayscale 0.2): for images whose classes
+    # do not lie in their colours (the `folder` default; see results/folder-demo).
+    "strong_color": Recipe(
+        name="strong_color",
+        channels=3,
+        mean=_IMAGENET_MEAN,
+        std=_IMAGENET_STD,
+        geometry="crop",
+        padding_mode="border",
+        crop_scale=(0.2, 1.0),
+        flip_p=0.5,
+        jitter=(("brightness", 0.2, 1.8), ("contrast", 0.2, 1.8), ("saturation", 0.2, 1.8), ("hue", -0.2, 0.2)),
+        jitter_p=0.8,
+        grayscale_p=0.2,
+        blur_p=0.5,
+        blur_sigma=(0.1, 2.0),
+        blur_min_size=64,
+    ),
+    # colour images whose classes do not lie in their colours (the `folder` default, from
+    # the trials in results/folder-demo): every view, and the eval path, is the image's
+    # luminance (kept as 3 equal channels, so data, sheets and exports stay in colour),
+    # augmented as the grayscale recipe augments Fashion-MNIST.
+    "luminance": Recipe(
+        name="luminance",
+        channels=3,
+        mean=_IMAGENET_MEAN,
+        std=_IMAGENET_STD,
+        geometry="crop",
+        padding_mode="border",
+        crop_scale=(0.5, 1.0),
+        flip_p=0.5,
+        jitter=(("brightness", 0.6, 1.4), ("contrast", 0.6, 1.4)),
+        jitter_p=0.8,
+        grayscale_p=1.0,
+        noise_std=0.02,
+        eval_grayscale=True,
+        grayscale_first=True,
     ),
     "grayscale": Recipe(
         name="grayscale",
@@ -315,7 +363,7 @@ class _RecipeModule(nn.Module):
         if channels != spec.channels:
             raise ValueError(
                 f"augmentation recipe {recipe!r} is for {spec.channels}-channel images, got channels={channels}"
-                f" (recipes: mocov2 = 3 channels; grayscale, digits = 1 channel)"
+                f" (recipes: mocov2, strong_color, luminance = 3 channels; grayscale, digits = 1 channel)"
             )
         if not isinstance(image_size, int) or image_size < 1:
             raise ValueError(f"image_size must be a positive int, got {image_size!r}")
@@ -358,6 +406,8 @@ class EvalTransform(_RecipeModule):
             img = F.interpolate(
                 img, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False, antialias=True
             )
+        if self.recipe.eval_grayscale and img.shape[1] > 1:
+            img = _luminance(img).expand(-1, img.shape[1], -1, -1).contiguous()
         return self._normalise_(img)
 
 
@@ -567,6 +617,8 @@ class BatchAugment(_RecipeModule):
         rows = None for every row. Row indices are found on the parameters' device (the
         CPU, normally) and moved to `device` in one transfer."""
         spec, steps = self.recipe, []
+        if spec.grayscale_p > 0 and spec.grayscale_first:
+            steps.append(("grayscale", params["grayscale"].cpu()))
         if spec.jitter:
             applied = params["jitter"].cpu()
             order = params["jitter_order"].cpu() if spec.jitter_random_order else None
@@ -576,7 +628,7 @@ class BatchAugment(_RecipeModule):
                         steps.append((op, applied & (order[:, stage] == j)))
                     elif j == stage:
                         steps.append((op, applied))
-        if spec.grayscale_p > 0:
+        if spec.grayscale_p > 0 and not spec.grayscale_first:
             steps.append(("grayscale", params["grayscale"].cpu()))
         n = len(next(iter(params.values())))
         rows = [m.nonzero().squeeze(1) for _, m in steps]

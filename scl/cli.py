@@ -11,6 +11,8 @@ matplotlib) themselves, so building the parser stays fast.
   scl figure {fig3,fig4,fig5,fig6,curves,confusion}   figures as PNG
   scl diagnose --dataset D      head vs K-means vs k-NN probe on the features, per-class recall
   scl bench                     throughput: SCL vs MoCo step, batched vs PIL augmentation
+  scl assign --run R IMAGES...  new images into a trained run's clusters (no retraining)
+  scl clusters --run R --data D clusters.csv, contact sheets, export of a run on an image folder
 Exit codes (scl/errors.py; `run_command` below is the one handler around every command):
 0 done, 1 unexpected error (the traceback goes to a file the message names), 2 bad input
 (settings, data, paths, permissions, a run folder in use), 3 the run failed (diverged or
@@ -34,7 +36,7 @@ from typing import Callable, NamedTuple
 
 from scl import paths
 from scl.baselines import METHODS
-from scl.config import ConfigError, load_params, parse_overrides, resolve, settings_from_json
+from scl.config import ConfigError, load_params, parse_overrides, resolve, settings_from_json, with_data
 from scl.data import DATASET_NAMES
 from scl.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_RUN_FAILED, EXIT_UNEXPECTED
 from scl.experiments import FIGURES, TABLES
@@ -60,6 +62,7 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--restart-if-changed", action="store_true", help="discard a checkpoint of other settings or "
                    "code (scl.config.run_identity) instead of stopping; resume one of the same")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument("--no-estimate", action="store_true", help="skip the few timed steps that estimate the run's time")
 
 
 def run_train(args) -> int:
@@ -98,17 +101,20 @@ def run_train(args) -> int:
 
             prepare(dataset, data_path)
         data = load_prepared(data_path)
-    except (FileNotFoundError, ValueError) as e:
+        settings = with_data(settings, data.class_names, data.images.shape[1:])  # null num_classes / image_size
+    except (FileNotFoundError, ValueError) as e:  # ConfigError is a ValueError
         print(f"scl train: {e}", file=sys.stderr)
         return 2
     try:
         try:
-            metrics = train(settings, data, out, progress=not args.no_progress, restart=args.restart)
+            metrics = train(settings, data, out, progress=not args.no_progress, restart=args.restart,
+                            estimate=not args.no_estimate)
         except CheckpointMismatch as e:
             if not args.restart_if_changed:
                 raise
             print(f"scl train: {e}: starting afresh (--restart-if-changed)", file=sys.stderr)
-            metrics = train(settings, data, out, progress=not args.no_progress, restart=True)
+            metrics = train(settings, data, out, progress=not args.no_progress, restart=True,
+                            estimate=not args.no_estimate)
     except TrainingError as e:
         print(f"scl train: {e}", file=sys.stderr)
         return 3
@@ -135,7 +141,9 @@ def _add_prepare_parser(subparsers) -> None:
                         "folder: your image folder; tiny-imagenet: an extracted tiny-imagenet-200 folder")
     p.add_argument("--image-size", type=int, default=None,
                    help="output side for imagenet10, imagenet-dogs, tiny-imagenet, folder "
-                        "(default: 96, 96, 64, 64)")
+                        "(default: 96, 96, 64; folder: the images' median shorter side, at most 64)")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                   help="folder: 3 = RGB (default), 1 = grayscale")
     p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
     p.add_argument("--workers", type=int, default=None, help="image decoding threads (default: min(8, CPUs))")
 
@@ -146,9 +154,10 @@ def run_prepare(args: argparse.Namespace) -> int:
     from scl.data.registry import prepare
 
     out = args.out if args.out is not None else Path(paths.prepared(args.name))
+    options = {} if getattr(args, "channels", None) is None else {"channels": args.channels}
     try:
         path = prepare(args.name, out, raw_dir=args.raw_dir, download=not args.no_download, root=args.root,
-                       image_size=args.image_size, workers=args.workers)
+                       image_size=args.image_size, workers=args.workers, **options)
     except DataError as e:
         print(f"scl prepare {args.name}: error: {e}", file=sys.stderr)
         return 2
@@ -156,6 +165,13 @@ def run_prepare(args: argparse.Namespace) -> int:
     shape = "x".join(str(s) for s in meta.get("image_shape", []))
     print(f"prepared {args.name}: {meta.get('num_images')} images of {shape}, "
           f"{meta.get('num_classes')} classes -> {path}")
+    source = meta.get("source") or {}
+    if "image_size_from" in source and source["image_size_from"] != "given":
+        print(f"image size {source['image_size']}: {source['image_size_from']} (set --image-size to choose)")
+    if "skipped_report" in meta:
+        n = source.get("skipped", 0)
+        print(f"{n} file{'s' if n != 1 else ''} skipped (not images, unreadable, or empty folders)"
+              + (f", listed in {path.parent / meta['skipped_report']}" if n else ""))
     return 0
 
 
@@ -192,7 +208,7 @@ def run_baseline(args) -> int:
             raise BaselineError(f"unknown dataset {args.dataset!r}; params.yaml defines: {', '.join(params['datasets'])}")
         if args.seed < 0:
             raise BaselineError(f"seed must be non-negative, got {args.seed}")
-        k = int(params["datasets"][args.dataset]["num_classes"])
+        k = params["datasets"][args.dataset]["num_classes"]  # null: the prepared data's class count
         data_path = Path(args.data or paths.prepared(args.dataset))
         if not data_path.exists():
             raise BaselineError(f"prepared dataset {data_path} does not exist; create it with "
@@ -200,6 +216,12 @@ def run_baseline(args) -> int:
         from scl.data.prepared import load_prepared
 
         data = load_prepared(data_path)
+        if k is None:
+            if len(data.class_names) < 2:
+                raise BaselineError(f"datasets.{args.dataset}.num_classes is null and {data_path} has no classes "
+                                    f"to count; set datasets.{args.dataset}.num_classes in params.yaml")
+            k = len(data.class_names)
+        k = int(k)
         max_samples = DEFAULT_MAX_SAMPLES[args.method] if args.max_samples is None else (args.max_samples or None)
         record = run_baseline_on(args.method, data.images, data.labels, k, args.seed, max_samples, args.dataset,
                                  log=lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -416,6 +438,102 @@ def run_bench(args) -> int:
 
 
 # ---------------------------------------------------------------------------- dispatch
+# ---------------------------------------------------------------------------- scl assign
+def _add_assign_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "assign", help="assign new images to the clusters of a trained run (no retraining)",
+        description="Assign image files (or every image under given folders) to a trained run's clusters, with "
+                    "the run's preprocessing. Writes a CSV of path, cluster, confidence; unreadable files are "
+                    "listed in <out>.skipped.csv.")
+    p.add_argument("inputs", nargs="*", help="image files and/or folders (walked recursively)")
+    # dest run_dir: `run` holds the command's handler (build_parser)
+    p.add_argument("--run", dest="run_dir", metavar="RUN", required=True, help="run folder of `scl train` (holds checkpoint.pt)")
+    p.add_argument("--list", dest="list_file", help="a text file of image paths, one a line")
+    p.add_argument("--out", required=True, help="CSV to write (path, cluster, confidence)")
+    p.add_argument("--export", type=Path, help="also export the images into one folder per cluster here")
+    p.add_argument("--export-mode", choices=("link", "copy"), default="link",
+                   help="export as symbolic links (default) or copies")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--batch-size", type=int, default=1024, help="images per forward pass (default 1024)")
+    p.add_argument("--workers", type=int, default=None, help="image decoding threads (default: min(8, CPUs))")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off",
+                   help="autocast the encoder (bf16: faster on CPUs that support it; as the run trained)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC batches (faster convolutions)")
+
+
+def run_assign(args) -> int:
+    import time
+
+    import numpy as np
+    import torch
+
+    from scl.assign import AssignError, assign_files, clusters_csv, list_inputs, load_run
+    from scl.data.errors import DataError
+    from scl.data.folder import skipped_csv, skipped_report_path
+    from scl.errors import TrainingError
+    from scl.io import atomic_write_text
+
+    prog = "scl assign"
+    try:
+        if args.batch_size < 1:
+            raise AssignError(f"--batch-size must be positive, got {args.batch_size}")
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        head = load_run(args.run_dir, args.device, args.amp, args.channels_last)
+        files, skipped = list_inputs(args.inputs, args.list_file)
+        if not files:
+            raise AssignError(f"no image files found in {', '.join(args.inputs) or args.list_file}"
+                              + (f" ({len(skipped)} other files skipped)" if skipped else ""))
+        start = time.perf_counter()
+        pred, conf, reasons = assign_files(head, files, args.batch_size, args.workers)
+        elapsed = time.perf_counter() - start
+    except (AssignError, DataError, TrainingError, OSError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    ok = np.array([r is None for r in reasons], bool)
+    skipped += [(str(p), f"cannot be decoded ({r})") for p, r in zip(files, reasons) if r]
+    kept = [p.resolve() for p, good in zip(files, ok) if good]
+    out = Path(args.out)
+    atomic_write_text(out, clusters_csv(kept, pred[ok], conf[ok]))
+    atomic_write_text(skipped_report_path(out.with_suffix(".npz")), skipped_csv(skipped))
+    if args.export:
+        from scl.report.clusters import export_clusters
+
+        export_clusters(kept, pred[ok], args.export, args.export_mode)
+    sizes = np.bincount(pred[ok], minlength=head.num_classes).tolist()
+    print(f"{prog}: {int(ok.sum())} images -> {head.num_classes} clusters in {elapsed:.1f}s "
+          f"({ok.sum() / max(elapsed, 1e-9):.0f} images/s), {len(skipped)} skipped -> {out}", file=sys.stderr)
+    print(json.dumps({"out": str(out), "images": int(ok.sum()), "skipped": len(skipped), "cluster_sizes": sizes,
+                      "seconds": round(elapsed, 3)}))
+    return 0
+
+
+# ---------------------------------------------------------------------------- scl clusters
+def _add_clusters_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "clusters", help="clusters.csv, contact sheets and an optional export of a run on an image folder",
+        description="Turn a run's assignments into what a user sorting images wants: clusters.csv (path, cluster, "
+                    "confidence), a contact sheet per cluster, and optionally one folder per cluster.")
+    p.add_argument("--run", dest="run_dir", metavar="RUN", required=True, help="run folder (holds assignments.npz)")
+    p.add_argument("--data", required=True, help="the prepared .npz the run was trained on")
+    p.add_argument("--out", required=True, help="folder for clusters.csv, index.md and sheets/")
+    p.add_argument("--export", type=Path, help="also put the images into DIR/cluster_NN/ folders")
+    p.add_argument("--export-mode", choices=("link", "copy"), default="link")
+
+
+def run_clusters(args) -> int:
+    from scl.report.clusters import write_cluster_report
+
+    try:
+        info = write_cluster_report(args.run_dir, args.data, args.out, args.export, args.export_mode)
+    except (FileNotFoundError, ValueError, OSError) as e:
+        print(f"scl clusters: error: {e}", file=sys.stderr)
+        return 2
+    print(f"scl clusters: {info['images']} images in {info['clusters']} clusters -> {info['out']}", file=sys.stderr)
+    return 0
+
+
 class Command(NamedTuple):
     name: str
     add_parser: Callable  # (subparsers) -> None: adds the `name` sub-parser and its options
@@ -430,6 +548,8 @@ COMMANDS = (
     Command("figure", _add_figure_parser, run_figure),
     Command("diagnose", _add_diagnose_parser, run_diagnose),
     Command("bench", _add_bench_parser, run_bench),
+    Command("assign", _add_assign_parser, run_assign),
+    Command("clusters", _add_clusters_parser, run_clusters),
 )
 
 

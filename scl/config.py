@@ -71,8 +71,8 @@ class TrainSettings:
 @dataclass(frozen=True)
 class DatasetSettings:
     name: str
-    num_classes: int
-    image_size: int
+    num_classes: int | None  # None: from the prepared data's classes (`with_data`)
+    image_size: int | None  # None: from the prepared data's images (`with_data`)
     channels: int
     root: str | None = None
 
@@ -267,11 +267,39 @@ def resolve(params: dict, dataset: str, variant: str = "scl", seed: int = 0, ove
     if not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     train = TrainSettings(**{**merged, "tasks": tuple(merged["tasks"])})
-    c = ds["num_classes"]
-    if train.memory_size < c - 1:
-        raise ConfigError(f"memory_size {train.memory_size} gives empty banks for {c} clusters; use at least {c - 1}")
     dataset_settings = DatasetSettings(name=dataset, **{k: v for k, v in ds.items() if k != "train"})
-    return RunSettings(dataset=dataset_settings, variant=variant, seed=seed, train=train, overrides=dict(overrides or {}))
+    settings = RunSettings(dataset=dataset_settings, variant=variant, seed=seed, train=train, overrides=dict(overrides or {}))
+    if dataset_settings.num_classes is not None:
+        _check_memory(settings)
+    return settings
+
+
+def _check_memory(settings: RunSettings) -> None:
+    c, m = settings.dataset.num_classes, settings.train.memory_size
+    if m < c - 1:
+        raise ConfigError(f"memory_size {m} gives empty banks for {c} clusters; use at least {c - 1}")
+
+
+def with_data(settings: RunSettings, class_names, image_shape) -> RunSettings:
+    """Fill what params.yaml leaves to the data (null): num_classes = the prepared data's
+    class count (class sub-folders), image_size = its images' side. A flat folder has no
+    classes, so there the number of clusters must be given."""
+    ds = settings.dataset
+    num_classes, image_size = ds.num_classes, ds.image_size
+    if num_classes is None:
+        if len(class_names) < 2:
+            raise ConfigError(
+                f"datasets.{ds.name}.num_classes is null (take it from the class sub-folders), but the prepared "
+                f"data has {'no classes (a flat folder)' if not len(class_names) else 'one class'}: set "
+                f"datasets.{ds.name}.num_classes in params.yaml to the number of clusters you want")
+        num_classes = len(class_names)
+    if image_size is None:
+        image_size = int(image_shape[0])
+    if (num_classes, image_size) == (ds.num_classes, ds.image_size):
+        return settings
+    filled = dataclasses.replace(settings, dataset=dataclasses.replace(ds, num_classes=num_classes, image_size=image_size))
+    _check_memory(filled)
+    return filled
 
 
 # ------------------------------------------------------------------ run identity
@@ -290,9 +318,11 @@ METHOD_SETTINGS = tuple(k for k in TRAIN_KEYS if k not in EXECUTION_SETTINGS)
 # training module is included by itself; a change to any included file retrains.
 # cli.py is left out too: it parses options and hands the resolved settings to scl.train
 # (and holds the exit-code handler); so are the checks that only refuse to start a run
-# (preflight.py: settings vs data and device; run_lock.py: one `scl train` per folder).
+# (preflight.py: settings vs data and device; run_lock.py: one `scl train` per folder) and
+# assign.py (applies a trained run to new images). estimate.py stays in: the trainer runs it
+# before the first epoch (on copies, under a forked RNG, but inside the run).
 NOT_TRAINING_CODE = ("data/", "report/", "reference/", "cli.py", "__main__.py", "bench.py", "baselines.py",
-                     "paths.py", "experiments.py", "preflight.py", "run_lock.py")
+                     "paths.py", "experiments.py", "preflight.py", "run_lock.py", "assign.py")
 
 
 def method_settings(settings: RunSettings) -> dict:

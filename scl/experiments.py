@@ -46,7 +46,10 @@ PREPARE_CODE = ("data/", "io.py")
 BASELINE_CODE = ("baselines.py", "metrics.py", "io.py")
 # (cli.py holds every command's handler; the report's are cheap to rerun, the baselines' are
 # not, and their handler only writes what scl.baselines computed)
-REPORT_CODE = ("report/", "reference/", "cli.py", "metrics.py", "io.py")
+REPORT_CODE = ("report/", "reference/", "cli.py", "metrics.py", "io.py", "assign.py")
+# datasets of image files get what a user sorting images wants (scl clusters, for every SCL
+# seed): clusters.csv (path, cluster, confidence), a contact sheet per cluster, index.md
+CLUSTER_DATASETS = ("folder",)
 
 
 @dataclass(frozen=True, order=True)
@@ -289,9 +292,12 @@ class ExperimentSet:
         """`scl prepare` arguments of a dataset: raw folder, image size (resizable ones), user folder."""
         from scl.data.registry import get_spec
 
+        ds = self.params["datasets"][dataset]
         args = ["--raw-dir", str((self.params.get("data") or {}).get("raw_dir", "data/raw"))]
-        if get_spec(dataset).resizable:
-            args += ["--image-size", str(self.params["datasets"][dataset]["image_size"])]
+        if get_spec(dataset).resizable and ds.get("image_size") is not None:  # folder: null = from the images
+            args += ["--image-size", str(ds["image_size"])]
+        if dataset == "folder":
+            args += ["--channels", str(ds.get("channels", 3))]
         root = self.data_root(dataset)
         if root:
             args += ["--root", root]
@@ -342,12 +348,22 @@ class ExperimentSet:
     def diagnosis_outputs(self) -> list[str]:
         return [f"{self.tables_dir}/diagnosis_{d}.md" for d in self.product_datasets("diagnosis")]
 
+    def cluster_runs(self) -> list[Run]:
+        return [Run(d, "scl", s) for d in self.datasets if d in CLUSTER_DATASETS for s in self.seeds]
+
+    def clusters_dir(self, run: Run) -> str:
+        return paths.clusters_dir(self.name, run.dataset, run.seed)
+
+    def cluster_outputs(self) -> list[str]:
+        return [f"{self.clusters_dir(r)}/clusters.csv" for r in self.cluster_runs()]
+
     def table_inputs(self, table: str) -> list[str]:
         files = [self.run_metrics(r) for r in self.product_runs(table)]
         return files + (self.baseline_metrics() if table == "table1" else [])
 
     def all_outputs(self) -> list[str]:
         out = [self.run_metrics(r) for r in self.runs()] + self.set_figures() + self.diagnosis_outputs()
+        out += self.cluster_outputs()
         out.append(self.summary)
         for t in self.set_tables():
             out += self.table_outputs(t)

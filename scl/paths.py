@@ -7,6 +7,7 @@ report code build their paths here, so a layout change is one edit.
     results/runs/<set>/<dataset>/<variant>/seed<k>/              scl train (one run folder)
     results/baselines/<dataset>/<method>/seed<k>/metrics.json    scl baseline
     results/{tables,figures,metrics,plots}/<set>/, results/summaries/<set>.json   the report
+    results/clusters/<set>/<dataset>/seed<k>/                    scl clusters (image folders)
 
 Each experiment set has its own run tree (results/runs/<set>/...): the smoke set's 2-epoch
 runs never overwrite the digits set's 40-epoch ones. A run started by hand (`scl train`
@@ -66,3 +67,8 @@ def plots_dir(experiment_set: str) -> str:
 
 def summary(experiment_set: str) -> str:
     return f"results/summaries/{experiment_set}.json"
+
+
+def clusters_dir(experiment_set: str, dataset: str, seed: int | str) -> str:
+    """What `scl clusters` writes for one run: clusters.csv, index.md, sheets/."""
+    return f"results/clusters/{experiment_set}/{dataset}/seed{seed}"

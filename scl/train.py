@@ -82,10 +82,12 @@ def _kmeans(features: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 
 class Trainer:
-    def __init__(self, settings: RunSettings, data: PreparedData, out_dir: str | Path, progress: bool = True):
+    def __init__(self, settings: RunSettings, data: PreparedData, out_dir: str | Path, progress: bool = True,
+                 estimate: bool = False):
         self.s, self.t = settings, settings.train
         self.out = Path(out_dir)
         self.progress = progress
+        self.estimate = estimate  # time a few steps first and print how long the run will take (scl/estimate.py)
         self.device = pick_device(self.t.device)
         if self.t.threads:
             torch.set_num_threads(self.t.threads)
@@ -244,6 +246,11 @@ class Trainer:
         if not self.try_resume() and self.t.save_features:
             init = self._infer_all()
             atomic_savez(self.out / "features_init.npz", **_features(init), labels=self._labels_or_empty())
+        if self.estimate and self.epoch < self.t.epochs:
+            from scl.estimate import describe, estimate_run
+
+            est = estimate_run(self)
+            print(f"scl train: {self.out}: {describe(est)}", file=sys.stderr, flush=True)
         started = time.perf_counter()
         total = self.t.epochs * self.steps_per_epoch
         bar = None
@@ -326,7 +333,7 @@ def _features(outs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def train(settings: RunSettings, data: PreparedData, out_dir, progress: bool = True, restart: bool = False,
-          stop_after_epoch: int | None = None) -> dict | None:
+          stop_after_epoch: int | None = None, estimate: bool = False) -> dict | None:
     from scl.preflight import check_run_inputs
     from scl.run_lock import remove_stray_temporaries, run_lock
 
@@ -338,7 +345,7 @@ def train(settings: RunSettings, data: PreparedData, out_dir, progress: bool = T
             ckpt.remove_checkpoint(out / "checkpoint.pt")
             for name in ("metrics.json", "log.jsonl"):
                 (out / name).unlink(missing_ok=True)
-        trainer = Trainer(settings, data, out, progress=progress)
+        trainer = Trainer(settings, data, out, progress=progress, estimate=estimate)
         metrics = trainer.run(stop_after_epoch=stop_after_epoch)
     if metrics is not None and metrics.get("status") == "failed":
         raise RunFailed(failure_message(metrics["failure"], settings.train.lr))

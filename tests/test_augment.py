@@ -11,7 +11,7 @@ import torchvision.transforms.v2.functional as TF
 from scl.augment import blur_kernel_size, build_augment, build_eval_transform
 
 # (recipe, image_size, channels) combinations the project uses; mocov2 at 64 exercises blur.
-CASES = [("mocov2", 32, 3), ("mocov2", 64, 3), ("grayscale", 28, 1), ("digits", 8, 1)]
+CASES = [("mocov2", 32, 3), ("mocov2", 64, 3), ("luminance", 32, 3), ("grayscale", 28, 1), ("digits", 8, 1)]
 CASE_IDS = [f"{r}-{s}" for r, s, _ in CASES]
 
 
@@ -48,6 +48,8 @@ def neutral_params(aug, batch: int) -> dict[str, torch.Tensor]:
     for key in ("jitter", "grayscale", "blur"):
         if key in p:
             p[key] = torch.zeros(batch, dtype=torch.bool)
+    if aug.recipe.eval_grayscale:  # the eval path of such a recipe is the luminance: neutral = grayscale on
+        p["grayscale"] = torch.ones(batch, dtype=torch.bool)
     if "noise" in p:
         p["noise"] = torch.zeros_like(p["noise"])
     return p
@@ -329,7 +331,7 @@ def test_noise_is_scaled_by_the_recipe_std():
 
 def test_unknown_recipe_names_the_valid_ones():
     for build in (build_augment, build_eval_transform):
-        with pytest.raises(ValueError, match="mocov2, grayscale, digits"):
+        with pytest.raises(ValueError, match="mocov2, strong_color, luminance, grayscale, digits"):
             build("simclr", 32, 3)
 
 
@@ -372,3 +374,17 @@ def test_math_sanity_of_log_uniform_ratio():
     p = build_augment("mocov2", 32, 3).sample_params(4000, gen(12))
     r = torch.log(p["crop"][:, 2] / p["crop"][:, 3])
     assert abs(r.mean().item()) < 0.02 and r.abs().max() <= math.log(4 / 3) + 1e-5
+
+
+def test_luminance_recipe_ignores_colour_in_both_paths():
+    """`luminance` (the folder default): two images that differ only in hue, with the same
+    luminance, are the same image to the network, augmented (same parameters) or not."""
+    x = images(6, 3, 32)
+    gray = (0.2989 * x[:, 0].float() + 0.587 * x[:, 1].float() + 0.114 * x[:, 2].float()).round()
+    same = gray.clamp(0, 255).to(torch.uint8).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()  # its gray twin
+    ev = build_eval_transform("luminance", 32, 3)
+    torch.testing.assert_close(ev(x), ev(same), rtol=0, atol=0.02)  # rounding of the twin only
+    aug = build_augment("luminance", 32, 3)
+    params = aug.sample_params(6, gen(5))
+    torch.testing.assert_close(aug.apply(x, params), aug.apply(same, params), rtol=0, atol=0.02)
+    assert not torch.allclose(build_eval_transform("mocov2", 32, 3)(x), build_eval_transform("mocov2", 32, 3)(same))

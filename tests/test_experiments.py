@@ -95,8 +95,15 @@ def test_folder_set_with_and_without_labels(params, tmp_path):
     assert flat.figure_outputs("fig6") == ["results/figures/folder/fig6_folder.png"]  # needs no labels
     assert flat.figure_outputs("fig5") == []  # needs labels
     assert flat.prepare_args("folder")[-2:] == ["--root", str(tmp_path)]
+    assert "--image-size" not in flat.prepare_args("folder")  # null: scl prepare reads it from the images
+    assert flat.prepare_args("folder")[2:4] == ["--channels", "3"]
+    # what a user sorting images wants, with or without labels: clusters.csv per SCL seed
+    clusters = ["results/clusters/folder/folder/seed0/clusters.csv"]
+    assert flat.cluster_outputs() == clusters and set(clusters) <= set(flat.all_outputs())
     labelled = ExperimentSet.from_params(p, "folder", has_labels=lambda root: True)
     assert labelled.set_tables() == ["table1"] and labelled.baselines() == [("folder", "kmeans", 0)]
+    assert labelled.cluster_outputs() == clusters
+    assert ExperimentSet.from_params(params, "digits").cluster_outputs() == []  # prepared arrays, no files
 
 
 def test_folder_labels_come_from_the_data_layer(params, tmp_path):

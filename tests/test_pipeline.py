@@ -243,3 +243,39 @@ def test_bad_params_stop_before_any_job(tmp_path, edit, message):
     assert p.returncode != 0, out
     assert message in out, out
     assert outputs() == before, f"{sorted(map(str, outputs() - before))} were created:\n{out}"
+
+
+# ------------------------------------------------------------------ the folder set's plan
+
+
+def _jobs(repo: Path, folder: Path) -> dict[str, int]:
+    p = run(repo, SNAKEMAKE, "-n", "--quiet", "rules", "all", "--config", "experiment_set=folder",
+            f'data={{"folder": "{folder}", "raw_dir": "data/raw"}}')
+    counts = {}
+    for line in p.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@pytest.mark.slow
+def test_folder_set_plans_from_the_readers_class_rule(tmp_path):
+    """A flat folder with one image-less sub-folder is unlabelled for the workflow too (it used
+    to plan a baseline that failed after prepare); class sub-folders get scored."""
+    from PIL import Image
+
+    repo = copy_workflow(tmp_path / "repo")
+    flat, classes = tmp_path / "flat", tmp_path / "classes"
+    (flat / "thumbs").mkdir(parents=True)
+    (flat / "thumbs" / "index.txt").write_text("not an image")
+    for i in range(3):
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(flat / f"{i}.png")
+        for c in ("a", "b"):
+            (classes / c).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (8, 8), (i, 0, 0)).save(classes / c / f"{i}.png")
+    unlabelled = _jobs(repo, flat)
+    assert "baseline" not in unlabelled and "table" not in unlabelled
+    assert unlabelled["train"] == 1 and unlabelled["clusters"] == 1
+    labelled = _jobs(repo, classes)
+    assert labelled["baseline"] == 1 and labelled["table"] == 1 and labelled["clusters"] == 1

@@ -41,6 +41,9 @@ class BuildContext:
     workers: int
     options: dict[str, Any]
     provenance: dict[str, Any] = field(default_factory=dict)
+    size_given: bool = True  # False: image_size is the spec's default, and a builder may choose from the data
+    paths: list[str] | None = None  # builders of file folders: each image's file (stored in the .npz)
+    skipped: list[tuple[str, str]] | None = None  # builders of file folders: (path, reason) not used
 
     def extracted(self, resource: Resource) -> Path:
         """The extracted folder of an archive resource (fetched, verified, extracted if needed)."""
@@ -114,11 +117,15 @@ def _build_tiny(ctx: BuildContext) -> PreparedData:
 
 
 def _build_folder(ctx: BuildContext) -> PreparedData:
-    from scl.data.folder import read_folder
+    from scl.data.folder import read_folder_report
 
     channels = int(ctx.options.get("channels", ctx.spec.channels))
-    ctx.provenance["source"] = {"folder": str(ctx.root) if ctx.root else None, "resize": RESIZE_METHOD}
-    return read_folder(ctx.root, ctx.image_size, channels, ctx.workers)
+    got = read_folder_report(ctx.root, ctx.image_size if ctx.size_given else None, channels, ctx.workers)
+    ctx.image_size, ctx.paths, ctx.skipped = got.image_size, got.paths, got.skipped
+    ctx.provenance["source"] = {"folder": str(ctx.root.resolve()) if ctx.root else None, "resize": RESIZE_METHOD,
+                                "image_size": got.image_size, "image_size_from": got.size_reason,
+                                "channels": channels, "skipped": len(got.skipped)}
+    return got.data
 
 
 # --- the table ---------------------------------------------------------------------------
@@ -224,7 +231,7 @@ def prepare(
     ctx = BuildContext(spec=spec, raw_dir=Path(raw_dir), download=download, fetch=fetch,
                        root=Path(root).expanduser() if root is not None else None,
                        image_size=image_size or spec.image_size, workers=workers or default_workers(),
-                       options=options)
+                       options=options, size_given=image_size is not None)
     data = spec.build(ctx)
 
     if spec.expected_count is not None and len(data) != spec.expected_count:
@@ -240,4 +247,10 @@ def prepare(
         "labels_sha256": _sha256(data.labels.astype(np.int64)),
         **ctx.provenance,
     }
-    return save_prepared(out, data.images, data.labels, data.class_names, meta=meta)
+    if ctx.skipped is not None:  # beside the .npz, written first: the .npz is the job's declared output
+        from scl.data.folder import skipped_csv, skipped_report_path
+        from scl.io import atomic_write_text
+
+        atomic_write_text(skipped_report_path(out), skipped_csv(ctx.skipped))
+        meta["skipped_report"] = skipped_report_path(out).name
+    return save_prepared(out, data.images, data.labels, data.class_names, meta=meta, paths=ctx.paths)

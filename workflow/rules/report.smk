@@ -134,3 +134,26 @@ rule metrics_summary:
         "../envs/scl.yaml"
     script:
         "../scripts/metrics_summary.py"
+
+
+# What a user sorting their own images wants from a run (scl clusters, scl/report/clusters.py):
+# clusters.csv (path, cluster, confidence), sheets/cluster_NN.png and index.md.
+rule clusters:
+    input:
+        data=paths.prepared("{dataset}"),
+        metrics=lambda w: EXP.run_metrics(Run(w.dataset, "scl", int(w.seed))),
+    output:
+        csv=paths.clusters_dir(SET_NAME, "{dataset}", "{seed}") + "/clusters.csv",
+        index=paths.clusters_dir(SET_NAME, "{dataset}", "{seed}") + "/index.md",
+    params:
+        run=lambda w: EXP.run_dir(Run(w.dataset, "scl", int(w.seed))),
+        out=lambda w, output: Path(output.csv).parent,
+        code=CODE["report"],
+    wildcard_constraints:
+        seed=r"\d+",
+    log:
+        f"logs/clusters/{SET_NAME}/{{dataset}}/seed{{seed}}.log",
+    conda:
+        "../envs/scl.yaml"
+    shell:
+        "scl clusters --run {params.run} --data {input.data} --out {params.out} > {log} 2>&1"
