@@ -30,7 +30,7 @@ def test_loss_is_infonce_against_the_queue_and_the_queue_is_a_ring():
     for i in range(4):  # -log softmax of the positive, one sample at a time
         logits = [float(q[i] @ k[i]) / 0.2] + [float(q[i] @ queue[j]) / 0.2 for j in range(10)]
         expected += -(logits[0] - math.log(sum(math.exp(v) for v in logits)))
-    assert abs(float(loss) - expected / 4) < 1e-4
+    assert abs(float(loss.detach()) - expected / 4) < 1e-4
     for start in (0, 4, 8):  # 3 batches of 4 in a queue of 10: the third wraps around
         model.enqueue(k)
         slots = [(start + i) % 10 for i in range(4)]
