@@ -358,6 +358,7 @@ def test_channel_mismatch_is_a_clear_error():
 # ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize(("recipe", "size", "channels"), CASES, ids=CASE_IDS)
 def test_cuda_matches_cpu(recipe, size, channels):
