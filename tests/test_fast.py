@@ -20,6 +20,8 @@ from scl.config import load_params, parse_overrides, resolve
 from scl.data.prepared import PreparedData
 from scl.device import amp_dtype
 from scl.models.scl_model import SCLConfig, SCLModel
+import scl.device as device_mod
+from scl.device import resolve_amp, resolve_channels_last
 from scl.train import Trainer, TrainingError, infer_all
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,10 +121,42 @@ def test_amp_settings_are_checked():
         amp_dtype("fp8", CPU)
     params = load_params(ROOT / "params.yaml")
     t = resolve(params, "digits").train
-    assert (t.amp, t.channels_last, t.compile) == ("off", False, False)
+    # digits pins float32 (its committed numbers must not depend on the CPU); the others choose
+    assert (t.amp, t.channels_last, t.compile, t.checkpoint_every) == ("off", False, False, 1)
+    f = resolve(params, "fashion").train
+    assert (f.amp, f.channels_last) == ("auto", "auto")  # no longer hard-coded bf16
     # YAML reads an unquoted `off` as false: --set amp=off still means off
     assert resolve(params, "digits", overrides=parse_overrides(["amp=off"])).train.amp == "off"
     assert resolve(params, "digits", overrides=parse_overrides(["amp=bf16", "channels_last=true"])).train.amp == "bf16"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_and_channels_last_auto_follow_the_hardware(native, monkeypatch, tmp_path):
+    """auto: bf16 + channels_last where oneDNN reports native bf16, float32 + NCHW where it
+    does not (an AVX2-only CPU, where bf16 convolutions were 9.5-12x slower); the run's log
+    says what was chosen and why."""
+    monkeypatch.setattr(device_mod, "_cpu_native_bf16", lambda: native)
+    dtype, why = resolve_amp("auto", CPU)
+    assert dtype == (torch.bfloat16 if native else None)
+    assert why.startswith("auto -> bf16" if native else "auto -> float32") and "oneDNN" in why
+    assert resolve_channels_last("auto", CPU, dtype)[0] is native
+    # what is set is taken as set
+    assert resolve_amp("off", CPU)[0] is None and resolve_amp("bf16", CPU)[0] == torch.bfloat16
+    assert resolve_channels_last(True, CPU, None)[0] is True and resolve_channels_last(False, CPU, dtype)[0] is False
+    trainer = Trainer(_tiny_settings(amp="auto", channels_last="auto", epochs=2), _tiny_data(), tmp_path,
+                      progress=False)
+    assert trainer.amp == dtype and trainer.channels_last is native
+    trainer.run()
+    # machine-dependent, like the times: in timing.json beside the process's first epoch, not in the log
+    timing = json.loads((tmp_path / "timing.json").read_text())["epochs"]
+    assert timing[0]["execution"]["amp"] == ("bf16" if native else "off") and "execution" not in timing[1]
+    assert timing[0]["execution"]["channels_last"] is native and "oneDNN" in timing[0]["execution"]["amp_why"]
+    assert all("execution" not in json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines())
+
+
+def test_real_cpu_auto_choice_matches_onednn():
+    dtype, _ = resolve_amp("auto", CPU)
+    assert (dtype == torch.bfloat16) == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 # ---------------------------------------------------------------------------- augmentation

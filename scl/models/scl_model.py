@@ -124,6 +124,10 @@ class SCLModel(nn.Module):
         with _float32(x_q):  # the losses in float32, also under autocast
             return self._losses(q, k, pseudo_labels, change_counts, class_weights)
 
+    def term_names(self) -> list[str]:
+        """The names of the loss terms `training_step` returns, in its order."""
+        return [name for t in self.tasks for name in (f"mi_{t}", f"cd_{t}") if name[:2] == "mi" or t in self.classifiers]
+
     def _losses(self, q, k, pseudo_labels, change_counts, class_weights):
         tau = self.cfg.temperature
         terms: dict[str, torch.Tensor] = {}
