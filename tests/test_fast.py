@@ -286,13 +286,18 @@ def test_bench_runs_end_to_end_and_writes_every_figure(tmp_path):
     assert rc == 0
     record = json.loads(out.read_text())
     assert set(record) >= {"machine", "settings", "results", "ratios", "flops", "goals"}
-    assert set(record["results"]) == {"scl_step", "moco_step", "batched_augment", "pil_loader"}
+    assert set(record["results"]) == {"scl_step", "moco_v2_step", "batched_augment", "pil_loader"}
     for name, figure in record["results"].items():
-        assert figure["samples_per_s"] > 0 and figure["ms_per_step"] > 0, name
+        assert figure["samples_per_s"] > 0 and figure["ms_per_step"] > 0 and figure["cpu_ms_per_step"] > 0, name
         assert len(figure["rounds_samples_per_s"]) == 2, name
     ratios = record["ratios"]
-    assert ratios["scl_over_moco_step_time"] == pytest.approx(
-        record["results"]["scl_step"]["ms_per_step"] / record["results"]["moco_step"]["ms_per_step"])
+    r = record["results"]
+    assert ratios["scl_over_moco_v2_step_time"] == pytest.approx(r["scl_step"]["ms_per_step"] / r["moco_v2_step"]["ms_per_step"])
+    assert ratios["scl_over_moco_v2_step_cpu_time"] == pytest.approx(
+        r["scl_step"]["cpu_ms_per_step"] / r["moco_v2_step"]["cpu_ms_per_step"])
+    # --amp / --channels-last default to auto and say what they chose on this CPU
+    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert record["settings"]["execution"]["amp"] == ("bf16" if native else "off")
     assert ratios["batched_over_pil_throughput"] == pytest.approx(
         record["results"]["batched_augment"]["samples_per_s"] / record["results"]["pil_loader"]["samples_per_s"])
     m = record["machine"]
@@ -344,3 +349,14 @@ def test_bench_builds_its_steps_from_the_resolved_settings(tmp_path):
     opt = build_optimizer(build_model(scl), scl.train)
     assert [g["lr_mult"] for g in opt.param_groups] == [1.0, 3.0]
     assert {(g["momentum"], g["weight_decay"]) for g in opt.param_groups} == {(0.5, 0.01)}
+
+
+def test_bench_batch_size_defaults_to_the_training_batch_size():
+    from scl.bench import bench_settings
+    from scl.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "--dataset", "fashion"])
+    assert args.batch_size is None and args.amp == "auto" and args.channels_last == "auto"
+    assert bench_settings(args, "scl").train.batch_size == resolve(load_params(ROOT / "params.yaml"), "fashion").train.batch_size
+    assert build_parser().parse_args(["bench", "--channels-last"]).channels_last is True
+    assert build_parser().parse_args(["bench", "--channels-last", "false"]).channels_last is False
