@@ -120,7 +120,10 @@ def run_train(args) -> int:
         return 3
     summary = {k: metrics[k] for k in ("acc", "nmi", "ari") if k in metrics}
     timing = json.loads((out / paths.TIMING).read_text())
-    print(json.dumps({"out": str(out), **summary, "train_time_s": round(timing["train_time_s"], 1)}))
+    # what amp / channels_last this process chose and why (auto settings; machine-dependent)
+    chosen = [e["execution"] for e in timing.get("epochs", []) if "execution" in e]
+    print(json.dumps({"out": str(out), **summary, "train_time_s": round(timing["train_time_s"], 1),
+                      **({"execution": chosen[-1]} if chosen else {})}))
     return 0
 
 

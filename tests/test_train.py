@@ -136,6 +136,8 @@ def test_killed_training_resumes_to_the_same_result(digits_npz, tmp_path):
               "--set", "epochs=4", "--set", "threads=2"]
     reference = _cli(*common, "--out", str(tmp_path / "ref"))
     assert reference.returncode == 0, reference.stderr
+    # the run's log (stdout) says what amp / channels_last were chosen and why
+    assert json.loads(reference.stdout.splitlines()[-1])["execution"]["amp_why"] == "amp=off as set"
 
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "scl", *common, "--out", str(out)], cwd=ROOT,
