@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 CORES  ?= 2
 
-.PHONY: setup run test test-fast lint clean-venv pipeline push pull
+.PHONY: setup run test test-fast lint clean-venv pipeline push pull gpu-check gpu-wheels
 
 setup: $(STAMP)
 
@@ -53,3 +53,25 @@ pull: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The GPU path in one command (README, "On a GPU"): CUDA tests, the device's bf16 matmul
+# peak, scl bench for ResNet-18/34 at 32 px (batch 256/512, compile off/on) and a few
+# minutes of Fashion-MNIST training, within 10 minutes; JSON to results/bench/. Runs with
+# the machine's own python3 + PyTorch and PYTHONPATH=. (no .venv, no internet); what that
+# python lacks (jsonschema and its dependencies) comes from the wheels `make gpu-wheels`
+# puts in .whl/ (carry that folder, and data/prepared/fashion.npz, to the GPU machine).
+GPU_PYTHON ?= python3
+GPU_SITE   ?= /tmp/scl-site
+GPU_WHEELS := jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1
+
+gpu-check:
+	@$(GPU_PYTHON) -c "import jsonschema" 2>/dev/null || { \
+	  test -n "$$(ls .whl/*.whl 2>/dev/null)" || { echo "gpu-check: jsonschema is missing and .whl/ holds no wheels: run 'make gpu-wheels' where pip works and carry .whl"; exit 2; }; \
+	  $(GPU_PYTHON) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $(GPU_SITE) .whl/*.whl; }
+	PYTHONPATH=.:$(GPU_SITE) PYTHONUNBUFFERED=1 $(GPU_PYTHON) -m scl.gpucheck
+
+# the pure-Python wheels gpu-check may need on a GPU image (Python 3.12, x86-64), into .whl/ (git-ignored)
+gpu-wheels:
+	$(BIN)/python -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  -d .whl $(GPU_WHEELS)

@@ -13,19 +13,24 @@ That silently removes most of the augmentation diversity contrastive learning re
 
 This module draws independent parameters for every sample and applies them all at once
 with batched tensor operations -- one sampling grid (``F.affine_grid``'s, built by
-broadcasting) + ``grid_sample`` for the geometry, broadcasting and row subsets for the
-photometric transforms, grouped convolutions for the per-sample Gaussian blur -- with no
+broadcasting) + ``grid_sample`` for the geometry, per-sample factors and selections for
+the photometric transforms, grouped convolutions for the per-sample Gaussian blur -- with no
 Python loop over samples, on whatever device the batch is on. Intermediate images are
 updated in place where possible: on a CPU, touching fresh large buffers (page faults)
 can cost as much as the arithmetic.
 
-Determinism
------------
+Determinism and transfers
+-------------------------
 Every random parameter is drawn on the CPU from the ``torch.Generator`` passed in, in a
 fixed order and number that depend only on the recipe, the image size and the batch
-size, and is then moved to the batch's device. A seed therefore gives the same
-parameters on CPU and GPU. ``forward(x, g)`` is ``apply(x, sample_params(len(x), g))``;
-the split lets a test (or a debugging session) replay the same parameters.
+size. A seed therefore gives the same parameters on CPU and GPU. ``forward(x, g)`` is
+``apply(x, sample_params(len(x), g))``; the split lets a test (or a debugging session)
+replay the same parameters. ``device_params`` turns one view's parameters into
+fixed-shape float32 tensors (grid matrices, per-stage factors, masks, blur kernels,
+noise) on the CPU; ``draw`` does that for many steps' views at once, in the order
+``forward`` would draw them, and moves them to the device in ONE copy, after which
+``apply_device`` runs on the device without reading anything back: the training loop
+draws a chunk of steps at a time (scl/train.py), so a step makes no host transfer.
 
 Recipes
 -------
@@ -66,13 +71,19 @@ Departures from torchvision / MoCo v2 semantics (deliberate and small)
   every later step (colour, grayscale, a symmetric blur with reflect padding) commutes
   with a flip, so this is exact.
 * ColorJitter's random order of the four factors is kept *per sample* (torchvision draws
-  one order per call). Stage k applies, to the rows (samples) whose order puts operation
-  j k-th, operation j: an ``index_select`` of those rows, the operation, an
-  ``index_copy_`` back -- the arithmetic of a fixed order, with no loop over samples (the
-  row indices come from the CPU parameters, moved in one transfer). Evaluating all four
-  operations on the whole batch at every stage and selecting per sample, as this module
-  first did, cost 4x the arithmetic: on a 2-core CPU at 32 x 32, batch 64, 2.7k
-  samples/s against 12k now (8k with a fixed order then; a fixed order gains nothing now).
+  one order per call). Stage k applies to each sample the operation its order puts k-th,
+  with fixed shapes: brightness, contrast and saturation are all blends, f * img +
+  (1 - f) * other, so a stage is ONE blend over the whole batch with each sample's own
+  factor and 0 / 1 weights choosing what `other` is (0, the mean gray or the gray image);
+  a sample whose operation at that stage is another one gets f = 1, which leaves it bit
+  for bit as it is. The hue rotation is computed for the whole batch and selected per
+  sample. Results are identical, bit for bit, to the earlier implementation that ran
+  each operation on the rows (an index_select of a variable-size row group) that used it
+  (checked when this changed; tests compare with a per-sample loop and torchvision).
+  The shapes no longer depend on the draws, so the augmentation can be compiled and
+  captured in a CUDA graph; the price is the hue rotation computed four times per view
+  (mocov2 only; about 4x the augmentation's CPU arithmetic at 32 x 32, still small
+  beside a ResNet step).
 * Hue uses a closed form of RGB -> HSV -> RGB (one modulo, no saturation division);
   equal to torchvision's adjust_hue up to float rounding (tested).
 * The Gaussian blur kernel is torchvision's (odd size ~10% of the image, reflect
@@ -288,18 +299,33 @@ def _adjust_saturation(img: Tensor, factor: Tensor) -> Tensor:
     return _blend_(img, gray if gray is not img else gray.clone(), factor)
 
 
+def _blend_stage_(img: Tensor, factor: Tensor, w_mean: Tensor | None, w_lum: Tensor | None) -> Tensor:
+    """brightness, contrast or saturation per sample, in one blend: f * img + (1 - f) *
+    (w_mean * mean gray + w_lum * gray), with 0 / 1 weights per sample (None: all 0). With
+    exact 0 / 1 weights this equals, bit for bit, the single operation each sample selects."""
+    other = None
+    if w_mean is not None or w_lum is not None:
+        gray = _luminance(img)  # B x 1 x H x W
+        if w_lum is not None:
+            other = gray * _per_sample(w_lum)
+        if w_mean is not None:
+            mean = gray.mean(dim=(1, 2, 3), keepdim=True).mul_(_per_sample(w_mean))
+            other = mean if other is None else other.add_(mean)
+    return _blend_(img, other, factor)
+
+
 def _shift_brightness(img: Tensor, shift: Tensor) -> Tensor:
     return img.add_(_per_sample(shift)).clamp_(0.0, 1.0)
 
 
-def _adjust_hue(img: Tensor, factor: Tensor) -> Tensor:
+def _adjust_hue(img: Tensor, factor: Tensor, out: Tensor | None = None) -> Tensor:
     """torchvision's adjust_hue (RGB -> HSV, shift H, HSV -> RGB) in closed form.
 
     With v = max, delta = max - min and the hue in sextants h6 (one unit = 60 deg), the
     HSV -> RGB map gives channel n in (5, 3, 1) for (R, G, B) as
     v - delta * clamp(min(k, 4 - k), 0, 1) with k = (n + h6 + 6 * factor) mod 6
     (v * s = delta). Branch-free, one modulo, no division for s; gray pixels (delta = 0)
-    keep their value whatever their hue."""
+    keep their value whatever their hue. Writes into `out` (default: `img` itself)."""
     r, g, b = img.unbind(1)
     maxc = torch.maximum(torch.maximum(r, g), b)
     delta = maxc - torch.minimum(torch.minimum(r, g), b)
@@ -307,11 +333,10 @@ def _adjust_hue(img: Tensor, factor: Tensor) -> Tensor:
     h6 = torch.where(maxc == r, (g - b).mul_(inv),
                      torch.where(maxc == g, (b - r).mul_(inv).add_(2.0), (r - g).mul_(inv).add_(4.0)))
     h6.add_(6.0 * factor.view(-1, 1, 1))
-    n = torch.tensor((5.0, 3.0, 1.0), dtype=img.dtype, device=img.device).view(1, 3, 1, 1)
-    k = h6.unsqueeze(1) + n
+    k = torch.stack((h6 + 5.0, h6 + 3.0, h6 + 1.0), dim=1)  # n = 5, 3, 1 for R, G, B
     k.sub_(torch.floor(k * (1.0 / 6.0)).mul_(6.0))  # mod 6 (exactness at the wrap is moot: c is 0 there)
     c = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0).mul_(delta.unsqueeze(1))
-    return torch.sub(maxc.unsqueeze(1), c, out=img)  # r, g, b (views of img) are not read after this
+    return torch.sub(maxc.unsqueeze(1), c, out=img if out is None else out)  # r, g, b are not read after this
 
 
 _JITTER_OPS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
@@ -322,6 +347,7 @@ _JITTER_OPS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "shift": _shift_brightness,
 }
 _COLOUR_ONLY = {"saturation", "hue"}
+_BLENDS = ("brightness", "contrast", "saturation")  # f * img + (1 - f) * (0 | mean gray | gray)
 
 
 def blur_kernel_size(image_size: int) -> int:
@@ -370,6 +396,8 @@ class _RecipeModule(nn.Module):
         self.recipe = spec
         self.image_size = image_size
         self.channels = channels
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(spec.std).view(1, -1, 1, 1), persistent=False)
 
     def extra_repr(self) -> str:
         return f"recipe={self.recipe.name!r}, image_size={self.image_size}, channels={self.channels}"
@@ -390,9 +418,11 @@ class _RecipeModule(nn.Module):
             )
 
     def _normalise_(self, img: Tensor) -> Tensor:
-        """(img - mean) / std, in place on `img` (a buffer the caller owns)."""
-        mean = torch.tensor(self.recipe.mean, dtype=img.dtype, device=img.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.recipe.std, dtype=img.dtype, device=img.device).view(1, -1, 1, 1)
+        """(img - mean) / std, in place on `img` (a buffer the caller owns). The constants
+        are buffers that move with the module, so no tensor is built from host data here."""
+        mean, std = self.mean, self.std
+        if mean.device != img.device:  # a module left on another device than its input
+            mean, std = mean.to(img.device), std.to(img.device)
         return img.sub_(mean).div_(std)
 
 
@@ -544,6 +574,94 @@ class BatchAugment(_RecipeModule):
             1,
         )
 
+    # ---- parameters as the device needs them ----------------------------------------
+
+    def device_params(self, params: dict[str, Tensor]) -> dict[str, Tensor]:
+        """What `apply_device` reads, derived from one view's `sample_params` where those
+        live (the CPU, normally): a dict of float32 tensors with one row per sample and
+        shapes fixed by the recipe, image size and batch size alone, so a whole epoch of
+        them can cross to the device in one copy (`draw`) and the device work has the same
+        shapes at every step (no row groups whose size varies with the draws).
+
+        theta        B x 6: the sampling grid's affine matrices (`theta`, row-major)
+        crop         B x 4: the crop boxes (crop geometry; the grid is clamped to them)
+        f{k}_{op}    B: factor of jitter operation `op` (shift, hue) at stage k: the
+                     sample's own factor where its order puts `op` k-th (and jitter
+                     applies), else 0
+        m{k}_hue     B, 0 / 1: the samples that get the hue rotation at stage k (the
+                     rotation is no exact identity at factor 0, so it is selected instead)
+        b{k}_f, b{k}_mean, b{k}_lum   B: the stage's blend (brightness, contrast and
+                     saturation in one): factor, and 0 / 1 weights of the mean luminance
+                     (contrast) and of the luminance (saturation) in what is blended in
+        gray         B, 0 / 1: RandomGrayscale
+        blur         B x size: Gaussian kernels, the identity kernel where not blurred
+        noise        B x C x S x S: additive noise, already scaled by the recipe's std
+        """
+        spec = self.recipe
+        out: dict[str, Tensor] = {"theta": self.theta(params).reshape(-1, 6)}
+        if spec.geometry == "crop":
+            out["crop"] = params["crop"].float()
+        if spec.jitter:
+            applied = params["jitter"]
+            order = params["jitter_order"] if spec.jitter_random_order else None
+            for k, stage in enumerate(self._stages()):
+                sel = {op: applied if order is None else applied & (order[:, k] == self.jitter_ops.index(op))
+                       for op in stage}
+                blends = [op for op in stage if op in _BLENDS]
+                if blends:  # at most one of them is selected per sample; none: factor 1
+                    f = torch.ones(len(applied))
+                    for op in blends:
+                        f = torch.where(sel[op], params[op], f)
+                    out[f"b{k}_f"] = f
+                    if "contrast" in blends:
+                        out[f"b{k}_mean"] = sel["contrast"].float()
+                    if "saturation" in blends:
+                        out[f"b{k}_lum"] = sel["saturation"].float()
+                if "shift" in stage:
+                    out[f"f{k}_shift"] = torch.where(sel["shift"], params["shift"], 0.0).float()
+                if "hue" in stage:
+                    out[f"f{k}_hue"] = torch.where(sel["hue"], params["hue"], 0.0).float()
+                    out[f"m{k}_hue"] = sel["hue"].float()
+        if spec.grayscale_p > 0:
+            out["gray"] = params["grayscale"].float()
+        if self.blur_size:
+            kernels = _gaussian_kernels(params["blur_sigma"], self.blur_size)
+            delta = torch.zeros_like(kernels)
+            delta[:, self.blur_size // 2] = 1.0  # identity kernel for samples not blurred
+            out["blur"] = torch.where(params["blur"].view(-1, 1), kernels, delta)
+        if spec.noise_std > 0:
+            out["noise"] = spec.noise_std * params["noise"].float()
+        return out
+
+    def _stages(self) -> list[tuple[str, ...]]:
+        """The jitter stages: with a random order every operation may come at any stage,
+        so each stage runs all of them (identity factors for the samples that do not use
+        it there); with a fixed order stage k is operation k alone."""
+        if not self.recipe.jitter:
+            return []
+        if self.recipe.jitter_random_order:
+            return [self.jitter_ops] * len(self.jitter_ops)
+        return [(op,) for op in self.jitter_ops]
+
+    def draw(self, steps: int, batch_size: int, generator: torch.Generator | None, device,
+             views: int = 2) -> list[tuple[dict[str, Tensor], ...]]:
+        """Parameters of `steps` steps x `views` views, drawn in that order (step 0's views
+        first, as `forward` called view by view would draw them), moved to `device` in ONE
+        copy (from pinned memory on CUDA, without blocking the host)."""
+        dicts = [self.device_params(self.sample_params(batch_size, generator)) for _ in range(steps * views)]
+        flat, layout = pack_params(dicts)
+        device = torch.device(device)
+        if device.type == "cuda":
+            flat = flat.pin_memory()
+        flat = flat.to(device, non_blocking=True)
+        per_view = unpack_params(flat, layout, steps * views)
+        return [tuple(per_view[s * views : (s + 1) * views]) for s in range(steps)]
+
+    def param_bytes(self, batch_size: int) -> int:
+        """Bytes of one view's `device_params` (to size how many steps `draw` takes at once)."""
+        probe = self.device_params(self.sample_params(batch_size, torch.Generator().manual_seed(0)))
+        return 4 * sum(v.numel() for v in probe.values())
+
     # ---- application -----------------------------------------------------------------
 
     def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -554,28 +672,28 @@ class BatchAugment(_RecipeModule):
         """Apply given per-sample parameters (from `sample_params`) to a uint8 batch."""
         self._check_input(x)
         self._check_params(params, x.shape[0])
+        b, c = x.shape[:2]
+        if b == 0:
+            return torch.empty(0, c, self.image_size, self.image_size, dtype=torch.float32, device=x.device)
+        flat, layout = pack_params([self.device_params(params)])
+        return self.apply_device(x, unpack_params(flat.to(x.device), layout, 1)[0])
+
+    def apply_device(self, x: Tensor, dp: dict[str, Tensor]) -> Tensor:
+        """Apply `device_params` (on x's device) to a uint8 batch: fixed-shape tensor work
+        only - no value is read on the host, no tensor is built from host data."""
+        return self._normalise_(self._photometric_(self._geometry(x, dp), dp))
+
+    def _geometry(self, x: Tensor, dp: dict[str, Tensor]) -> Tensor:
+        """uint8 B x C x H x W -> float B x C x S x S in [0, 1]: crop / affine, resize, flip."""
         spec, size = self.recipe, self.image_size
         b, c, in_h, in_w = x.shape
-        if b == 0:
-            return torch.empty(0, c, size, size, dtype=torch.float32, device=x.device)
         device = x.device
-        # Small derived quantities are computed where the parameters live (the CPU,
-        # normally) and moved once, rather than launching many tiny device kernels.
-        theta = self.theta(params)
-        kernels = None
-        if self.blur_size:
-            kernels = _gaussian_kernels(params["blur_sigma"], self.blur_size)
-            delta = torch.zeros_like(kernels)
-            delta[:, self.blur_size // 2] = 1.0  # identity kernel for samples not blurred
-            kernels = torch.where(params["blur"].view(-1, 1), kernels, delta).to(device)
-        p = {k: v.to(device) for k, v in params.items()}
-
         img = x.to(torch.float32).div_(255.0)
 
         # Geometry: one sampling grid + grid_sample for the whole batch. The grid is
         # F.affine_grid's (align_corners=False: output pixel centres at (2j + 1) / S - 1),
         # built by broadcasting rather than a batched matmul.
-        t = theta.to(device).view(b, 6, 1, 1).unbind(1)
+        t = dp["theta"].view(b, 6, 1, 1).unbind(1)
         centres = torch.arange(size, dtype=torch.float32, device=device).mul_(2.0 / size).add_(1.0 / size - 1.0)
         xs, ys = centres.view(1, 1, size), centres.view(1, size, 1)
         if spec.geometry == "crop":
@@ -583,57 +701,46 @@ class BatchAugment(_RecipeModule):
             # off-diagonal terms are 0), so both are computed on one line and broadcast.
             # Keep sample points between the outermost pixel centres of the crop box, as
             # torchvision's resize of the cropped image does; padding is then never read.
-            x0, y0, w, h = p["crop"].float().unbind(1)
+            x0, y0, w, h = dp["crop"].unbind(1)
             gx = (t[0] * xs).add_(t[2]).clamp_(_lo(x0, in_w), _hi(x0 + w, in_w)).expand(b, size, size)
             gy = (t[4] * ys).add_(t[5]).clamp_(_lo(y0, in_h), _hi(y0 + h, in_h)).expand(b, size, size)
         else:
             gx = (t[0] * xs + t[1] * ys).add_(t[2])
             gy = (t[3] * xs + t[4] * ys).add_(t[5])
         grid = torch.stack((gx, gy), dim=-1)
-        img = F.grid_sample(img, grid, mode="bilinear", padding_mode=spec.padding_mode, align_corners=False)
+        return F.grid_sample(img, grid, mode="bilinear", padding_mode=spec.padding_mode, align_corners=False)
 
-        # Colour jitter, per-sample order. Stage k applies, to each sample, the operation
-        # its order puts k-th; with a fixed order stage k is simply operation k. Each
-        # operation runs only on the rows (samples) that use it at that stage, so every
-        # sample sees each operation once: the arithmetic of a fixed order.
-        for op, rows in self._row_schedule(params, device):
-            if op == "grayscale":
-                out = _luminance(img if rows is None else img.index_select(0, rows)).expand(-1, c, -1, -1)
-            else:
-                fn, factor = _JITTER_OPS[op], p[op]
-                out = fn(img, factor) if rows is None else fn(img.index_select(0, rows), factor.index_select(0, rows))
-            img = out.contiguous() if rows is None else img.index_copy_(0, rows, out)
+    def _photometric_(self, img: Tensor, dp: dict[str, Tensor]) -> Tensor:
+        """Colour jitter, grayscale, blur and noise on a float batch in [0, 1] (in place
+        where it can: `img` is a buffer the caller owns)."""
+        spec, c = self.recipe, img.shape[1]
+        # Colour jitter, per-sample order: stage k applies to each sample the operation its
+        # order puts k-th. The three blends (brightness, contrast, saturation) are one
+        # blend per stage, f * img + (1 - f) * (w_mean * mean + w_lum * gray), with each
+        # sample's own f and 0 / 1 weights (exact: 1 * a + 0 * b = a, and f = 1 leaves a
+        # value in [0, 1] as it is); a shift uses 0 where not selected; the hue rotation is
+        # computed for the batch and selected per sample. Shapes never depend on the draws.
+        gray_first = spec.grayscale_p > 0 and spec.grayscale_first  # (luminance recipe)
+        if gray_first:
+            img = torch.where(_per_sample(dp["gray"]) > 0.5, _luminance(img).expand(-1, c, -1, -1), img)
+        for k, stage in enumerate(self._stages()):
+            if f"b{k}_f" in dp:
+                img = _blend_stage_(img, dp[f"b{k}_f"], dp.get(f"b{k}_mean"), dp.get(f"b{k}_lum"))
+            if "shift" in stage:
+                img = _shift_brightness(img, dp[f"f{k}_shift"])
+            if "hue" in stage:
+                hued = _adjust_hue(img, dp[f"f{k}_hue"], out=torch.empty_like(img))
+                img = torch.where(_per_sample(dp[f"m{k}_hue"]) > 0.5, hued, img)
 
-        if kernels is not None:
-            img = _blur(img, kernels)
+        if spec.grayscale_p > 0 and not gray_first:
+            img = torch.where(_per_sample(dp["gray"]) > 0.5, _luminance(img).expand(-1, c, -1, -1), img)
+
+        if self.blur_size:
+            img = _blur(img, dp["blur"])
 
         if spec.noise_std > 0:
-            img = img.add_(spec.noise_std * p["noise"].to(img.dtype)).clamp_(0.0, 1.0)
-
-        return self._normalise_(img)
-
-    def _row_schedule(self, params: dict[str, Tensor], device: torch.device) -> list[tuple[str, Tensor | None]]:
-        """The photometric steps in order: (operation, rows of the batch it applies to),
-        rows = None for every row. Row indices are found on the parameters' device (the
-        CPU, normally) and moved to `device` in one transfer."""
-        spec, steps = self.recipe, []
-        if spec.grayscale_p > 0 and spec.grayscale_first:
-            steps.append(("grayscale", params["grayscale"].cpu()))
-        if spec.jitter:
-            applied = params["jitter"].cpu()
-            order = params["jitter_order"].cpu() if spec.jitter_random_order else None
-            for stage in range(len(self.jitter_ops)):
-                for j, op in enumerate(self.jitter_ops):
-                    if order is not None:
-                        steps.append((op, applied & (order[:, stage] == j)))
-                    elif j == stage:
-                        steps.append((op, applied))
-        if spec.grayscale_p > 0 and not spec.grayscale_first:
-            steps.append(("grayscale", params["grayscale"].cpu()))
-        n = len(next(iter(params.values())))
-        rows = [m.nonzero().squeeze(1) for _, m in steps]
-        moved = torch.cat(rows).to(device).split([len(r) for r in rows]) if rows else ()
-        return [(op, None if len(r) == n else r) for (op, _), r in zip(steps, moved) if len(r)]
+            img = img.add_(dp["noise"].to(img.dtype)).clamp_(0.0, 1.0)
+        return img
 
     def _check_params(self, params: dict[str, Tensor], batch_size: int) -> None:
         expected = self.param_keys()
@@ -654,6 +761,22 @@ def _lo(edge: Tensor, pixels: int) -> Tensor:
 
 def _hi(edge: Tensor, pixels: int) -> Tensor:
     return (2.0 * edge - 1.0 - 1.0 / pixels).view(-1, 1, 1)
+
+
+def pack_params(dicts: list[dict[str, Tensor]]) -> tuple[Tensor, list[tuple[str, torch.Size]]]:
+    """Many views' `device_params` (same keys and shapes) as ONE flat float32 tensor plus
+    its layout, so that they cross to the device in a single copy."""
+    layout = [(k, v.shape) for k, v in dicts[0].items()]
+    flat = torch.cat([d[k].reshape(-1).to(torch.float32) for d in dicts for k, _ in layout])
+    return flat, layout
+
+
+def unpack_params(flat: Tensor, layout: list[tuple[str, torch.Size]], count: int) -> list[dict[str, Tensor]]:
+    """The inverse of `pack_params`: `count` dicts of views into `flat` (no copy)."""
+    sizes = [math.prod(shape) for _, shape in layout]
+    parts = flat.split(sizes * count)
+    return [{k: parts[i * len(layout) + j].view(shape) for j, (k, shape) in enumerate(layout)}
+            for i in range(count)]
 
 
 def build_augment(recipe: str, image_size: int, channels: int) -> BatchAugment:

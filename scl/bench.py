@@ -1,29 +1,39 @@
-"""`scl bench`: throughput of the training step and of the two augmentation paths, in one run.
+"""`scl bench`: throughput of the training step as training runs it, and of the two
+augmentation paths, in one run.
 
-Four figures, each in samples (images) per second, the median over `--repeats` rounds of
-`--steps` timed iterations after `--warmup` untimed ones:
+Four figures, each in samples (images) per second and milliseconds per step, wall time and
+this process's CPU time (user + system, all threads: a loaded machine slows the wall clock,
+much less the CPU time), the median over `--repeats` rounds of `--steps` timed steps after
+`--warmup` untimed ones:
 
-  scl_step         scl.step.train_step (forward, losses, backward, SGD step, momentum
-                   update, enqueue), tasks target + under + instance, on fixed augmented views
-  moco_step        the same with params.yaml's `moco` variant (tasks = [instance] only: plain
-                   MoCo with the same backbone, batch and queue size, no re-weighting)
-
-The model and the optimiser are built as `scl train` builds them, from the settings that
-`scl.config.resolve` gives for `--dataset` (variants `scl` and `moco`) in `--params`; the
-command-line options (backbone, sizes, recipe, memory size, fast-path flags) override them.
+  scl_step         the WHOLE training step as scl.train.Trainer runs it (`Trainer._train_step`
+                   on synthetic images of the set's shape): the augmentation parameters of
+                   the round drawn and moved at once, the batch gathered by index, two views
+                   augmented, scl.step.train_step (forward, losses, backward, SGD, momentum
+                   update, enqueue) and the loss terms into the device-side tally; each round
+                   ends with the tally's finiteness check and means (the host reads of an epoch)
+  moco_v2_step     a plain MoCo v2 step written independently in scl/bench_reference.py (MLP
+                   head, InfoNCE against a ring-buffer queue, momentum key encoder), on the
+                   same backbone, batch, queue length, augmentation and optimiser settings,
+                   with the same per-step work around it (views, loss summed on the device)
   batched_augment  two views of a batch drawn by index from a device-resident uint8 tensor,
                    by scl.augment (per-sample parameters, batched tensor operations)
   pil_loader       the conventional path: a Dataset that turns each uint8 image into a PIL
                    image and applies a torchvision.transforms (v1) Compose twice, batched
                    by a DataLoader with `--num-workers` worker processes (+ copy to device)
 
-The SCL and MoCo steps are timed alternately, round by round, so that a change of machine
-load hits both; likewise the two augmentation paths (the loader's workers are started
-afresh for each round and stopped before anything else is timed, so they neither steal
-CPU from the other figures nor hand over batches prefetched in the meantime).
+The settings are those `scl train` resolves for `--dataset` in `--params` (batch size
+included: by default the training batch size); the command-line options override them.
+`--amp auto` / `--channels-last auto` (the defaults) choose as training does
+(scl.device.resolve_amp / resolve_channels_last); the record says what was chosen and why.
 
-Ratios: `scl_over_moco_step_time` (how much slower an SCL step is than a MoCo step; the
-issue's goal is <= 1.15) and `batched_over_pil_throughput` (goal >= 3).
+The SCL and MoCo v2 steps are timed alternately, round by round, so that a change of
+machine load hits both; likewise the two augmentation paths (the loader's workers are
+started afresh for each round and stopped before anything else is timed).
+
+Ratios: `scl_over_moco_v2_step_time` (wall) and `scl_over_moco_v2_step_cpu_time` (how
+much slower an SCL step is than a plain MoCo v2 step; the goal is <= 1.15) and
+`batched_over_pil_throughput` (goal >= 3).
 
 FLOPs: the backbone's forward FLOPs per image and a whole SCL training step's FLOPs per
 sample are counted with torch.utils.flop_counter.FlopCounterMode (on the meta device:
@@ -33,6 +43,7 @@ named in PEAK_TFLOPS its share of the peak is given too.
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import re
@@ -58,7 +69,7 @@ PEAK_TFLOPS = (
     ("A100", 312.0, 156.0, 19.5),
 )
 
-GOALS = {"batched_over_pil_throughput_min": 3.0, "scl_over_moco_step_time_max": 1.15}
+GOALS = {"batched_over_pil_throughput_min": 3.0, "scl_over_moco_v2_step_time_max": 1.15}
 
 
 # ---------------------------------------------------------------------------- machine
@@ -122,7 +133,7 @@ def peak_tflops(gpu_name: str) -> dict | None:
 
 def default_out(info: dict, args) -> Path:
     where = _slug(info["gpu"]["name"]) if info["gpu"] else f"cpu-{_slug(info['cpu_model'])}-{info['cpu_count']}c"
-    flags = ([args.amp] if args.amp != "off" else []) + (["cl"] if args.channels_last else []) + (
+    flags = ([args.amp] if args.amp not in ("off", "auto") else []) + (["cl"] if args.channels_last is True else []) + (
         ["compile"] if args.compile else []) + ([f"t{args.threads}"] if getattr(args, "threads", 0) else [])
     name = "-".join(["bench", where, args.backbone, str(args.image_size), str(args.batch_size), *flags])
     return Path("results/bench") / f"{name}.json"
@@ -203,9 +214,11 @@ def bench_settings(args, variant: str):
 
     from scl.config import load_params, resolve
 
-    overrides = {"backbone": args.backbone, "batch_size": args.batch_size, "augment": args.recipe,
-                 "memory_size": args.memory_size, "amp": args.amp, "channels_last": args.channels_last,
-                 "compile": args.compile}
+    overrides = {"backbone": args.backbone, "augment": args.recipe, "memory_size": args.memory_size,
+                 "amp": args.amp, "channels_last": args.channels_last, "compile": args.compile,
+                 "device": args.device, "threads": args.threads, "save_features": False}
+    if args.batch_size is not None:  # else the set's training batch size
+        overrides["batch_size"] = args.batch_size
     params = load_params(args.params)
     settings = resolve(params, args.dataset, variant, args.seed, overrides)
     ds = dataclasses.replace(settings.dataset, num_classes=args.num_classes, image_size=args.image_size,
@@ -262,14 +275,60 @@ def count_flops(args, channels: int) -> dict:
 # ---------------------------------------------------------------------------- timing
 
 
-def _summary(times: list[float], per_iter: int, steps: int) -> dict:
-    """times: seconds per round of `steps` iterations of `per_iter` samples each."""
-    rates = [steps * per_iter / t for t in times]
+def _summary(times: list[tuple[float, float]], per_iter: int, steps: int) -> dict:
+    """times: (wall, CPU) seconds per round of `steps` iterations of `per_iter` samples each."""
+    walls, cpus = [w for w, _ in times], [c for _, c in times]
+    rates = [steps * per_iter / t for t in walls]
     return {
         "samples_per_s": statistics.median(rates),
-        "ms_per_step": statistics.median(times) / steps * 1e3,
+        "ms_per_step": statistics.median(walls) / steps * 1e3,
+        "cpu_samples_per_s": statistics.median(steps * per_iter / max(c, 1e-9) for c in cpus),
+        "cpu_ms_per_step": statistics.median(cpus) / steps * 1e3,
         "rounds_samples_per_s": rates,
+        "rounds_cpu_ms_per_step": [c / steps * 1e3 for c in cpus],
     }
+
+
+def moco_v2_full_step(settings, images, augment, dev, amp, channels_last: bool, seed: int):
+    """A round runner of plain MoCo v2 steps (scl/bench_reference.py) with the same work
+    around each step as training: the round's augmentation parameters drawn at once, the
+    batch gathered by index, two views, loss summed on the device, one read at the end."""
+    import torch
+
+    from scl.bench_reference import MoCoV2
+    from scl.device import autocast, to_channels_last
+    from scl.models.backbones import build_backbone
+
+    t, ds = settings.train, settings.dataset
+    torch.manual_seed(seed)
+    net = build_backbone(t.backbone, ds.channels, t.cnn_width)
+    model = MoCoV2(net, net.out_dim, dim=t.feature_dim, queue=t.memory_size).to(dev)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    model.train()
+    opt = torch.optim.SGD(model.q.parameters(), lr=t.lr, momentum=t.sgd_momentum, weight_decay=t.weight_decay,
+                          **({"fused": True} if dev.type == "cuda" else {"foreach": True}))
+    b, n = t.batch_size, len(images)
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=gen).to(dev)
+
+    def run(steps: int) -> None:
+        views = augment.draw(steps, b, gen, dev)
+        total = torch.zeros((), dtype=torch.float64, device=dev)
+        for step in range(steps):
+            idx = perm[(step * b) % (n - b + 1):][:b]
+            batch = images[idx]
+            x_q, x_k = (to_channels_last(augment.apply_device(batch, v), channels_last) for v in views[step])
+            with autocast(dev, amp):
+                loss, k = model.loss(x_q, x_k)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            model.enqueue(k)
+            total += loss.detach()
+        float(total)  # the round's one host read, as an epoch's tally has
+
+    return run
 
 
 def bench(args) -> dict:
@@ -277,10 +336,14 @@ def bench(args) -> dict:
     import torch
 
     from scl.augment import build_augment
+    from scl.data.prepared import PreparedData
+    from scl.device import explain_compile_errors, pick_device, resolve_amp, resolve_channels_last
     from scl.io import atomic_write_json
-    from scl.device import amp_dtype, explain_compile_errors, grad_scaler, pick_device, to_channels_last
-    from scl.step import build_model, build_optimizer, set_lr, train_step
+    from scl.tally import EpochTally
+    from scl.train import Trainer
 
+    if args.batch_size is None:  # the training batch size of --dataset
+        args.batch_size = bench_settings(args, "scl").train.batch_size
     for name in ("steps", "warmup", "repeats", "batch_size", "image_size"):
         if getattr(args, name) < (0 if name == "warmup" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -289,20 +352,25 @@ def bench(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = pick_device(args.device)
-    amp = amp_dtype(args.amp, dev)
+    amp, amp_why = resolve_amp(args.amp, dev)
+    channels_last, cl_why = resolve_channels_last(args.channels_last, dev, amp)
     info = machine_info(dev)
     load_start = os.getloadavg()
     b, c, s = args.batch_size, args.channels, args.image_size
-    n_images = 20 * b
+    n_images = max(20, args.steps) * b
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
-    def timed(fn, n):
+    def timed(fn, n, per_call=False):
+        """(wall, CPU) seconds of n calls of fn(), or of one call fn(n) when per_call is False."""
         sync()
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
+        t0, c0 = time.perf_counter(), time.process_time()
+        if per_call:
+            for _ in range(n):
+                fn()
+        else:
+            fn(n)
         sync()
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
     gen = torch.Generator().manual_seed(args.seed)
     images_np = torch.randint(0, 256, (n_images, s, s, c), dtype=torch.uint8, generator=gen).numpy()
@@ -338,7 +406,7 @@ def bench(args) -> dict:
 
         for _ in range(pil_warmup):
             next_batch()
-        t = timed(next_batch, args.steps)
+        t = timed(next_batch, args.steps, per_call=True)
         del it  # stop the workers before anything else is timed
         return t
 
@@ -346,63 +414,57 @@ def bench(args) -> dict:
         batched_views()
     aug_t, pil_t = [], []
     for _ in range(args.repeats):
-        aug_t.append(timed(batched_views, args.steps))
+        aug_t.append(timed(batched_views, args.steps, per_call=True))
         pil_t.append(pil_round())
 
-    # ---- (a) SCL step and (b) MoCo step, alternating rounds
-    x_q, x_k = (to_channels_last(v, args.channels_last) for v in batched_views())
-
-    def make_step(variant: str):
-        settings = bench_settings(args, variant)
-        t = settings.train
-        model = build_model(settings).to(dev)
-        if args.channels_last:
-            model.to(memory_format=torch.channels_last)
-        if args.compile:
-            model.compile_encoders()
-        model.train()
-        opt = build_optimizer(model, t)
-        set_lr(opt, t.lr)
-        scaler = grad_scaler(dev, amp)
-        lab_gen = torch.Generator().manual_seed(args.seed + 1)
-        labels = {k: torch.randint(0, c, (b,), generator=lab_gen).to(dev) for k, c in model.num_clusters.items()}
-        counts = torch.ones(b, device=dev) if t.reweight else None
-        weights = {k: torch.ones(c, device=dev) for k, c in model.num_clusters.items()} if t.balance_loss else None
-
-        def step():
-            train_step(model, opt, x_q, x_k, labels, counts, weights, amp, scaler)
-
-        return step
-
+    # ---- (a) the SCL step as training runs it and (b) the plain MoCo v2 step, alternating rounds
+    settings = bench_settings(args, "scl")
+    data = PreparedData(images_np, torch.randint(0, args.num_classes, (n_images,), generator=gen).numpy(), [])
     with explain_compile_errors(args.compile):
-        scl_step = make_step("scl")
-        moco_step = make_step("moco")
+        trainer = Trainer(settings, data, "/nonexistent-scl-bench", progress=False)  # writes nothing
+        gen_epoch, inputs = trainer._epoch_inputs()
+        trainer.model.train()
+
+        def scl_round(steps: int) -> None:
+            tally = EpochTally(["loss", *trainer.model.term_names()], trainer.device)
+            views: list = []
+            for step in range(steps):
+                if not views:  # the rest of the round's parameters at once (as an epoch's chunks)
+                    views = trainer._draw_views(gen_epoch, trainer.steps_per_epoch - (steps - step))
+                trainer._train_step(step, views.pop(), inputs, tally)
+            trainer._check_finite(tally)
+            tally.means()
+
+        moco_round = moco_v2_full_step(settings, images, augment, dev, amp, channels_last, args.seed)
         for _ in range(max(args.warmup, 3 if args.compile else 0)):
-            scl_step()
-            moco_step()
+            scl_round(1)
+            moco_round(1)
         scl_t, moco_t = [], []
         for _ in range(args.repeats):
-            scl_t.append(timed(scl_step, args.steps))
-            moco_t.append(timed(moco_step, args.steps))
+            scl_t.append(timed(scl_round, args.steps))
+            moco_t.append(timed(moco_round, args.steps))
 
     results = {
         "scl_step": _summary(scl_t, b, args.steps),
-        "moco_step": _summary(moco_t, b, args.steps),
+        "moco_v2_step": _summary(moco_t, b, args.steps),
         "batched_augment": _summary(aug_t, b, args.steps),
         "pil_loader": _summary(pil_t, b, args.steps),
     }
     ratios = {
-        "scl_over_moco_step_time": results["scl_step"]["ms_per_step"] / results["moco_step"]["ms_per_step"],
+        "scl_over_moco_v2_step_time": results["scl_step"]["ms_per_step"] / results["moco_v2_step"]["ms_per_step"],
+        "scl_over_moco_v2_step_cpu_time":
+            results["scl_step"]["cpu_ms_per_step"] / results["moco_v2_step"]["cpu_ms_per_step"],
         "batched_over_pil_throughput":
             results["batched_augment"]["samples_per_s"] / results["pil_loader"]["samples_per_s"],
         # the same ratios per round (both figures of a round were timed back to back)
-        "scl_over_moco_step_time_rounds": [a / m for a, m in zip(scl_t, moco_t)],
-        "batched_over_pil_throughput_rounds": [p / a for a, p in zip(aug_t, pil_t)],
+        "scl_over_moco_v2_step_time_rounds": [a[0] / m[0] for a, m in zip(scl_t, moco_t)],
+        "scl_over_moco_v2_step_cpu_time_rounds": [a[1] / m[1] for a, m in zip(scl_t, moco_t)],
+        "batched_over_pil_throughput_rounds": [p[0] / a[0] for a, p in zip(aug_t, pil_t)],
     }
     goals = {
         **GOALS,
         "batched_over_pil_met": ratios["batched_over_pil_throughput"] >= GOALS["batched_over_pil_throughput_min"],
-        "scl_over_moco_met": ratios["scl_over_moco_step_time"] <= GOALS["scl_over_moco_step_time_max"],
+        "scl_over_moco_v2_met": ratios["scl_over_moco_v2_step_time"] <= GOALS["scl_over_moco_v2_step_time_max"],
     }
 
     flops = count_flops(args, c)
@@ -420,8 +482,12 @@ def bench(args) -> dict:
 
     settings = {k: v for k, v in vars(args).items() if k not in ("run", "command", "verbose")}
     settings["n_images"] = n_images
+    amp_name = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(amp, "off")
+    settings["execution"] = {"amp": amp_name, "amp_why": amp_why, "channels_last": channels_last,
+                             "channels_last_why": cl_why}
     settings["pil_warmup_batches"] = pil_warmup
-    out = Path(args.out) if args.out else default_out(info, args)
+    chosen = argparse.Namespace(**{**vars(args), "amp": amp_name, "channels_last": channels_last})
+    out = Path(args.out) if args.out else default_out(info, chosen)
     record = {
         "machine": {**info, "loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())},
         "settings": settings,

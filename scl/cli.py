@@ -120,7 +120,10 @@ def run_train(args) -> int:
         return 3
     summary = {k: metrics[k] for k in ("acc", "nmi", "ari") if k in metrics}
     timing = json.loads((out / paths.TIMING).read_text())
-    print(json.dumps({"out": str(out), **summary, "train_time_s": round(timing["train_time_s"], 1)}))
+    # what amp / channels_last this process chose and why (auto settings; machine-dependent)
+    chosen = [e["execution"] for e in timing.get("epochs", []) if "execution" in e]
+    print(json.dumps({"out": str(out), **summary, "train_time_s": round(timing["train_time_s"], 1),
+                      **({"execution": chosen[-1]} if chosen else {})}))
     return 0
 
 
@@ -384,14 +387,15 @@ def run_diagnose(args) -> int:
 # ---------------------------------------------------------------------------- scl bench
 def _add_bench_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "bench", help="throughput: SCL vs MoCo training step, batched vs PIL augmentation (JSON)",
-        description="Samples/s of the SCL training step, a plain MoCo step, the batched augmentation and a "
-                    "per-image PIL DataLoader, in one run; writes a JSON with the machine, the settings, "
-                    "medians over rounds and the ratios (see scl/bench.py).",
+        "bench", help="throughput: SCL vs plain MoCo v2 training step, batched vs PIL augmentation (JSON)",
+        description="Samples/s (wall and CPU time) of the whole SCL training step as training runs it "
+                    "(augmentation and per-step tail included), a plain MoCo v2 step, the batched "
+                    "augmentation and a per-image PIL DataLoader, in one run; writes a JSON with the machine, "
+                    "the settings, medians over rounds and the ratios (see scl/bench.py).",
     )
     p.add_argument("--backbone", default="resnet18", choices=("resnet18", "resnet34", "small_cnn"))
     p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=None, help="default: the training batch size of --dataset")
     p.add_argument("--channels", type=int, default=3, choices=(1, 3))
     p.add_argument("--recipe", default="mocov2", help="augmentation recipe (mocov2 | grayscale | digits)")
     p.add_argument("--num-classes", type=int, default=10, help="C: clusters of the target task (default 10)")
@@ -400,8 +404,10 @@ def _add_bench_parser(subparsers) -> None:
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations before timing (default 3)")
     p.add_argument("--repeats", type=int, default=5, help="rounds; figures are medians over them (default 5)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument("--amp", default="off", choices=("off", "bf16", "fp16"), help="autocast of the encoders")
-    p.add_argument("--channels-last", action="store_true", help="model and batches in channels_last")
+    p.add_argument("--amp", default="auto", choices=("auto", "off", "bf16", "fp16"),
+                   help="autocast of the encoders (default auto: bf16 where the device runs it natively)")
+    p.add_argument("--channels-last", nargs="?", const=True, default="auto", type=_auto_or_bool,
+                   help="auto | true | false: model and batches in channels_last (default auto; bare flag: true)")
     p.add_argument("--compile", action="store_true", help="torch.compile the encoders")
     p.add_argument("--num-workers", type=int, default=os.cpu_count() or 2,
                    help=f"DataLoader workers of the PIL path (default: os.cpu_count() = {os.cpu_count()})")
@@ -412,6 +418,18 @@ def _add_bench_parser(subparsers) -> None:
                    "temperature, momentum, ...) the steps use; the options above override them (default: cifar10)")
     p.add_argument("--out", help="JSON file (default: results/bench/bench-<device>-<backbone>-<size>-<batch>"
                                  "[-flags].json, flags: amp, cl, compile, t<threads>)")
+
+
+def _auto_or_bool(text: str):
+    """`auto`, or a yes/no word (true/false, on/off, 1/0)."""
+    low = str(text).lower()
+    if low == "auto":
+        return "auto"
+    if low in ("true", "on", "yes", "1"):
+        return True
+    if low in ("false", "off", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected auto, true or false, got {text!r}")
 
 
 def run_bench(args) -> int:
@@ -428,10 +446,12 @@ def run_bench(args) -> int:
         return 2
     r, q = result["results"], result["ratios"]
     print(f"scl bench: {result['machine']['device']} {args.backbone} {args.image_size}px batch {args.batch_size} "
-          f"amp={args.amp} channels_last={args.channels_last} compile={args.compile}", file=sys.stderr)
+          f"{result['settings']['execution']} compile={args.compile}", file=sys.stderr)
     for k, v in r.items():
-        print(f"  {k:16s} {v['samples_per_s']:10.1f} samples/s  {v['ms_per_step']:8.2f} ms/step", file=sys.stderr)
-    print(f"  SCL / MoCo step time {q['scl_over_moco_step_time']:.3f}   "
+        print(f"  {k:16s} {v['samples_per_s']:10.1f} samples/s  {v['ms_per_step']:8.2f} ms/step wall  "
+              f"{v['cpu_ms_per_step']:8.2f} ms/step CPU", file=sys.stderr)
+    print(f"  SCL / MoCo v2 step time {q['scl_over_moco_v2_step_time']:.3f} wall, "
+          f"{q['scl_over_moco_v2_step_cpu_time']:.3f} CPU   "
           f"batched / PIL throughput {q['batched_over_pil_throughput']:.2f}", file=sys.stderr)
     print(result["out"])
     return 0

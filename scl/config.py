@@ -63,9 +63,10 @@ class TrainSettings:
     save_features: bool
     device: str
     threads: int
-    amp: str = "off"
-    channels_last: bool = False
+    amp: str = "auto"
+    channels_last: bool | str = "auto"
     compile: bool = False
+    checkpoint_every: int = 1
 
 
 @dataclass(frozen=True)
@@ -309,8 +310,10 @@ def with_data(settings: RunSettings, class_names, image_shape) -> RunSettings:
 # Execution settings say how the computation runs, not what it computes: an interrupted run
 # may be resumed with other values, and changing them does not retrain. amp / channels_last /
 # compile change the numerics slightly (rounding), as a change of device does; the method is
-# the same. Every other setting is a method setting.
-EXECUTION_SETTINGS = frozenset({"device", "threads", "eval_batch_size", "amp", "channels_last", "compile"})
+# the same; checkpoint_every changes only when checkpoints are written (a resume replays the
+# epochs since the last one exactly). Every other setting is a method setting.
+EXECUTION_SETTINGS = frozenset({"device", "threads", "eval_batch_size", "amp", "channels_last", "compile",
+                                "checkpoint_every"})
 METHOD_SETTINGS = tuple(k for k in TRAIN_KEYS if k not in EXECUTION_SETTINGS)
 
 # The code that computes a run: every module of the package except those that only prepare
@@ -322,7 +325,8 @@ METHOD_SETTINGS = tuple(k for k in TRAIN_KEYS if k not in EXECUTION_SETTINGS)
 # assign.py (applies a trained run to new images). estimate.py stays in: the trainer runs it
 # before the first epoch (on copies, under a forked RNG, but inside the run).
 NOT_TRAINING_CODE = ("data/", "report/", "reference/", "cli.py", "__main__.py", "bench.py", "baselines.py",
-                     "paths.py", "experiments.py", "preflight.py", "run_lock.py", "assign.py")
+                     "paths.py", "experiments.py", "preflight.py", "run_lock.py", "assign.py", "hostsync.py",
+                     "bench_reference.py", "gpucheck.py")
 
 
 def method_settings(settings: RunSettings) -> dict:

@@ -38,7 +38,59 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
         if device.type not in ("cuda", "cpu"):
             raise TrainingError(f"amp=bf16 is supported on cuda and cpu, not {device}; use amp=off")
         return torch.bfloat16
-    raise TrainingError(f"unknown amp setting {amp!r}; use off, bf16 or fp16")
+    raise TrainingError(f"unknown amp setting {amp!r}; use auto, off, bf16 or fp16")
+
+
+def _cpu_native_bf16() -> bool:
+    """oneDNN runs bf16 natively on this CPU (AVX-512 BF16 / AMX); AVX2-only CPUs emulate
+    it, and bf16 convolutions there were 9.5-12x SLOWER than float32 (issue 11)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def native_bf16(device: torch.device) -> tuple[bool, str]:
+    """Whether `device` runs bf16 natively, and why (for the run's log)."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return True, f"{name} supports bf16 natively"
+        return False, f"{name} has no native bf16"
+    if device.type == "cpu":
+        if _cpu_native_bf16():
+            return True, "oneDNN reports native bf16 on this CPU"
+        return False, "oneDNN reports no native bf16 on this CPU (bf16 would be emulated, slower than float32)"
+    return False, f"no bf16 autocast on {device.type}"
+
+
+def resolve_amp(amp: str, device: torch.device) -> tuple[torch.dtype | None, str]:
+    """The `amp` setting on `device`: `auto` is bf16 where the device runs it natively,
+    else float32 (off); any other value is taken as set (`amp_dtype`). Returns the autocast
+    dtype (None: off) and the reason, for the run's log."""
+    if amp != "auto":
+        return amp_dtype(amp, device), f"amp={amp} as set"
+    ok, why = native_bf16(device)
+    return (torch.bfloat16, f"auto -> bf16: {why}") if ok else (None, f"auto -> float32: {why}")
+
+
+def resolve_channels_last(setting, device: torch.device, amp: torch.dtype | None) -> tuple[bool, str]:
+    """The `channels_last` setting: `auto` is on for CUDA (tensor-core convolutions want
+    NHWC) and for a CPU running bf16 (oneDNN's bf16 convolutions want NHWC), else off."""
+    if setting != "auto":
+        return bool(setting), f"channels_last={str(bool(setting)).lower()} as set"
+    if device.type == "cuda":
+        return True, "auto -> on: CUDA convolutions prefer NHWC"
+    if device.type == "cpu" and amp == torch.bfloat16:
+        return True, "auto -> on: oneDNN's bf16 convolutions prefer NHWC"
+    return False, "auto -> off: float32 on this device"
+
+
+def execution_choice(device: torch.device, amp: torch.dtype | None, amp_why: str, channels_last: bool,
+                     cl_why: str) -> dict:
+    """What the run's log records of the execution choices (JSON-friendly)."""
+    return {"device": str(device), "amp": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(amp, "off"),
+            "amp_why": amp_why, "channels_last": channels_last, "channels_last_why": cl_why}
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

@@ -42,8 +42,8 @@ def estimate_run(trainer, steps: int = 3, eval_images: int = 512) -> dict:
             sync(dev)
             start = time.perf_counter()
             batch = trainer.images[idx]
-            x_q = to_channels_last(trainer.augment(batch, gen), t.channels_last)
-            x_k = to_channels_last(trainer.augment(batch, gen), t.channels_last)
+            x_q = to_channels_last(trainer.augment(batch, gen), trainer.channels_last)
+            x_k = to_channels_last(trainer.augment(batch, gen), trainer.channels_last)
             labels = {k: v[idx] for k, v in pseudo.items()}
             train_step(model, opt, x_q, x_k, labels, None, None, trainer.amp, scaler)
             sync(dev)
@@ -52,7 +52,7 @@ def estimate_run(trainer, steps: int = 3, eval_images: int = 512) -> dict:
         m = min(n, eval_images)
         sync(dev)
         start = time.perf_counter()
-        infer_all(model, trainer.images[:m], trainer.eval_tf, t.eval_batch_size, trainer.amp, t.channels_last)
+        infer_all(model, trainer.images[:m], trainer.eval_tf, t.eval_batch_size, trainer.amp, trainer.channels_last)
         sync(dev)
         eval_s = (time.perf_counter() - start) * n / m
     step_s = statistics.median(times)

@@ -2,7 +2,9 @@
 
 Both are `nn.Module`s holding buffers, so they move with `.to(device)` and are saved in
 the model's `state_dict` (a resumed run continues with the very same memory).
-Enqueueing is vectorised: no Python loop over samples or banks.
+Enqueueing is vectorised (no Python loop over samples or banks) and has fixed shapes:
+no value is read on the host (no bincount, no boolean-mask indexing), so it runs inside
+a compiled step or a CUDA graph without stalling the device.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ from torch import nn
 
 
 def _within_group_rank(labels: torch.Tensor, num_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """rank[i] = number of earlier samples in the batch with the same label; counts per label."""
-    order = torch.sort(labels, stable=True).indices
-    counts = torch.bincount(labels, minlength=num_groups)
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.empty_like(labels)
-    rank[order] = torch.arange(len(labels), device=labels.device) - starts[labels[order]]
-    return rank, counts
+    """rank[i] = number of earlier samples in the batch with the same label; counts per label.
+    Fixed shapes (a one-hot N x G matrix and its running sum), so nothing is read on the host."""
+    # (not F.one_hot: it checks the labels' range on the host)
+    onehot = (labels[:, None] == torch.arange(num_groups, device=labels.device)).long()  # N x G
+    before = onehot.cumsum(0) - onehot  # N x G: same-label samples before i
+    rank = before.gather(1, labels[:, None]).squeeze(1)
+    return rank, onehot.sum(0)
 
 
 class SemanticMemory(nn.Module):
@@ -46,6 +48,8 @@ class SemanticMemory(nn.Module):
         self.register_buffer("keys", keys)
         self.register_buffer("valid", valid)
         self.register_buffer("ptr", torch.zeros(num_clusters, dtype=torch.long))
+        # bank id of every slot, laid out bank by bank (not saved: it follows from the shape)
+        self.register_buffer("slot_bank", torch.arange(num_clusters).repeat_interleave(bank_size), persistent=False)
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor, labels: torch.Tensor) -> None:
@@ -56,13 +60,20 @@ class SemanticMemory(nn.Module):
         """
         labels = labels.to(self.ptr.device, torch.long)
         rank, counts = _within_group_rank(labels, self.num_clusters)
-        keep = rank >= (counts[labels] - self.bank_size)  # the last B keys per bank
-        labels, rank, keys = labels[keep], rank[keep], keys[keep]
         # the kept ranks n-B..n-1 are distinct mod B, and after ptr moves on by n the
         # oldest slot is the one of rank n-B: FIFO order holds even when n > B
         slot = (self.ptr[labels] + rank) % self.bank_size
-        self.keys[labels, slot] = keys.detach().to(self.keys.dtype)
-        self.valid[labels, slot] = True
+        # Fixed shapes, no boolean mask: every key's slot is cleared, then each key is
+        # added where it lands - its own value if it is among its bank's last B keys, 0 if
+        # not. A dropped key's slot is always also the slot of a kept one (ranks r and
+        # r + B share a slot), so each written slot ends up holding exactly its kept key
+        # (x + 0 = x), whatever order the additions run in.
+        keep = rank >= (counts[labels] - self.bank_size)  # N: among the last B of its bank
+        flat = self.keys.view(-1, self.dim)
+        where = labels * self.bank_size + slot  # N flat slot indices
+        flat.index_fill_(0, where, 0.0)
+        flat.index_add_(0, where, keys.detach().to(flat.dtype) * keep[:, None])
+        self.valid.view(-1).index_fill_(0, where, True)
         self.ptr.copy_((self.ptr + counts) % self.bank_size)
 
     @torch.no_grad()
@@ -94,8 +105,7 @@ class SemanticMemory(nn.Module):
 
     def flat(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """All slots as one matrix: keys (C*B) x d, bank id (C*B), valid (C*B)."""
-        bank = torch.arange(self.num_clusters, device=self.keys.device).repeat_interleave(self.bank_size)
-        return self.keys.reshape(-1, self.dim), bank, self.valid.reshape(-1)
+        return self.keys.reshape(-1, self.dim), self.slot_bank, self.valid.reshape(-1)
 
 
 class InstanceQueue(SemanticMemory):
@@ -110,4 +120,15 @@ class InstanceQueue(SemanticMemory):
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor, labels: torch.Tensor | None = None) -> None:
-        super().enqueue(keys, torch.zeros(len(keys), dtype=torch.long, device=keys.device))
+        """A ring buffer: the N keys go to slots ptr, ptr + 1, ... (mod K), overwriting the
+        oldest; of a batch larger than K only its last K keys survive (a slice whose size
+        the shapes fix). Same slots and contents as the bank enqueue with one bank."""
+        n, size = len(keys), self.bank_size
+        if n > size:
+            keys, skipped = keys[n - size :], n - size
+        else:
+            skipped = 0
+        slot = (self.ptr + skipped + torch.arange(len(keys), device=self.ptr.device)) % size  # N'
+        self.keys[0].index_copy_(0, slot, keys.detach().to(self.keys.dtype))
+        self.valid[0].index_fill_(0, slot, True)
+        self.ptr.copy_((self.ptr + n) % size)

@@ -1,6 +1,7 @@
 """A run's wall-clock times, kept apart from its results.
 
-Epoch records carry `epoch_time_s` and `samples_per_s` while training; they are written to
+Epoch records carry `epoch_time_s` and `samples_per_s` while training (and, for the first
+epoch a process trains, its `execution` choice: machine-dependent too); they are written to
 timing.json (scl.paths.TIMING) beside the run's files, never to log.jsonl, metrics.json or the
 checkpoint, so that a rerun that reproduces the numbers reproduces those files byte for byte
 (git and DVC ignore timing.json).
@@ -15,12 +16,15 @@ from scl.io import atomic_write_json
 from scl.paths import TIMING
 
 WALL_CLOCK = ("epoch_time_s", "samples_per_s")
+# what else depends on the process and the machine, not on the run: the execution choice
+# (amp / channels_last and why, scl.device.execution_choice) of the first epoch a process trains
+PER_PROCESS = (*WALL_CLOCK, "execution")
 
 
 def split_timing(records: list[dict]) -> tuple[list[dict], list[dict]]:
-    """Epoch records -> (the records without wall-clock fields, {epoch, wall-clock fields} per epoch)."""
-    return ([{k: v for k, v in r.items() if k not in WALL_CLOCK} for r in records],
-            [{"epoch": r.get("epoch"), **{k: r[k] for k in WALL_CLOCK if k in r}} for r in records])
+    """Epoch records -> (the records without per-process fields, {epoch, per-process fields} per epoch)."""
+    return ([{k: v for k, v in r.items() if k not in PER_PROCESS} for r in records],
+            [{"epoch": r.get("epoch"), **{k: r[k] for k in PER_PROCESS if k in r}} for r in records])
 
 
 def write_timing(out: Path, records: list[dict]) -> None:

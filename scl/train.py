@@ -1,9 +1,11 @@
 """One SCL training run (Algorithm 1): epochs, end-of-epoch refresh, checkpoints, resume.
 
 Run folder (see docs/ARCHITECTURE.md):
-  checkpoint.pt      everything needed to resume, written atomically after every epoch
+  checkpoint.pt      everything needed to resume, written atomically every `checkpoint_every`
+                     epochs (default 1) and after the last
   log.jsonl          one JSON object per finished epoch (rewritten from the checkpoint)
-  timing.json        wall-clock times per epoch (scl/timing.py), apart from the results
+  timing.json        wall-clock times per epoch (scl/timing.py), apart from the results, and
+                     the execution choice of each process (amp / channels_last and why)
   metrics.json       final ACC/NMI/ARI (target task) + per-task figures; written last,
                      so its presence means the run is complete
   assignments.npz    final cluster assignments and confidences per task
@@ -19,8 +21,11 @@ seeded by (seed, epoch), so a resumed run replays exactly what an uninterrupted 
 would have done; on the CPU the two give identical results.
 
 Fast path (docs/ARCHITECTURE.md, "Fast path"): `amp` (bf16 / fp16 autocast of the
-encoders; fp16 with a GradScaler), `channels_last` and `compile` are execution settings.
-With all three off the loop is the plain float32 one.
+encoders; fp16 with a GradScaler; `auto`: bf16 where the device runs it natively),
+`channels_last` (`auto`: where the convolutions prefer it), `compile` and
+`checkpoint_every` are execution settings. With amp, channels_last and compile off the
+loop is the plain float32 one. A training step reads nothing back from the device
+(tests/test_hostsync_step.py): the loss terms are summed on the device (scl/tally.py).
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ from scl.augment import build_augment, build_eval_transform
 from scl.cluster_state import ClusterState, update_clusters
 from scl.config import RunSettings, run_identity
 from scl.data.prepared import PreparedData
-from scl.device import amp_dtype, autocast, explain_compile_errors, grad_scaler, pick_device, to_channels_last
+from scl.device import (autocast, execution_choice, explain_compile_errors, grad_scaler, pick_device, resolve_amp,
+                        resolve_channels_last, to_channels_last)
 from scl.errors import CheckpointError, CheckpointMismatch, RunFailed, TrainingError  # noqa: F401 (re-exported)
 from scl.health import failure_message, run_problems
 from scl.io import atomic_savez, atomic_write_json, write_jsonl
@@ -48,18 +54,23 @@ from scl.metrics import evaluate
 from scl.models.scl_model import SCLModel
 from scl.schedules import lr_schedule
 from scl.step import build_model, build_optimizer, epoch_generator, epoch_seed, set_lr, train_step
+from scl.tally import EpochTally, NonFiniteLoss
 from scl.timing import merge_timing, split_timing, write_timing
 
 log = logging.getLogger("scl.train")
 
 KMEANS_EVERY_EPOCH_MAX_N = 20_000  # per-epoch K-means scoring only where it is cheap
+FINITE_CHECK_EVERY = 50  # steps between reads of the device-side non-finite flag (and at epoch end)
+AUGMENT_CHUNK_BYTES = 64 << 20  # augmentation parameters drawn and moved at once (bytes, about)
+PROGRESS_EVERY_S = 1.0  # the progress bar reads the running loss at most this often
 
 
 @torch.no_grad()
 def infer_all(model: SCLModel, images: torch.Tensor, eval_tf, batch_size: int,
               amp: torch.dtype | None = None, channels_last: bool = False) -> dict[str, np.ndarray]:
     """Query-encoder outputs for every (un-augmented) image, in large no-grad batches
-    (autocast to `amp` and channels_last batches as in training, when set)."""
+    (autocast to `amp` and channels_last batches as in training, when set). The outputs
+    stay on the device until all are done, so the host waits once, not once per batch."""
     was_training = model.training
     model.eval()
     chunks: dict[str, list[torch.Tensor]] = {}
@@ -69,10 +80,10 @@ def infer_all(model: SCLModel, images: torch.Tensor, eval_tf, batch_size: int,
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(x.device, amp):
             out = model.infer(x)
-        for k, v in out.items():
-            chunks.setdefault(k, []).append(v.float().cpu())
+        for k, v in out.items():  # kept on the device: one copy per output at the end
+            chunks.setdefault(k, []).append(v.float())
     model.train(was_training)
-    return {k: torch.cat(v).numpy() for k, v in chunks.items()}
+    return {k: torch.cat(v).cpu().numpy() for k, v in chunks.items()}
 
 
 def _kmeans(features: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -107,14 +118,21 @@ class Trainer:
         self.eval_tf = build_eval_transform(self.t.augment, ds.image_size, ds.channels).to(self.device)
 
         self.model = build_model(settings).to(self.device)
-        self.amp = amp_dtype(self.t.amp, self.device)
+        self.amp, amp_why = resolve_amp(self.t.amp, self.device)
+        self.channels_last, cl_why = resolve_channels_last(self.t.channels_last, self.device, self.amp)
+        # what amp / channels_last this process chose and why: in timing.json (machine-dependent,
+        # like the times) beside the first epoch this process trains, and in the log
+        self.execution = execution_choice(self.device, self.amp, amp_why, self.channels_last, cl_why)
+        log.info("execution: %s", self.execution)
         self.scaler = grad_scaler(self.device, self.amp)
-        if self.t.channels_last:
+        if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if self.t.compile:
             self.model.compile_encoders()
         self.opt = build_optimizer(self.model, self.t)
         self.steps_per_epoch = self.n // self.t.batch_size  # drop_last, as MoCo
+        # augmentation parameters of this many steps are drawn and moved to the device at once
+        self.augment_chunk = max(1, AUGMENT_CHUNK_BYTES // (2 * self.augment.param_bytes(self.t.batch_size)))
         self.lrs = lr_schedule(self.t.lr, self.t.epochs, self.steps_per_epoch, self.t.lr_schedule, self.t.warmup_epochs)
 
         self.state = ClusterState.initial(self.n, self.model.num_clusters, self.t.reweight_s0, settings.seed)
@@ -122,7 +140,7 @@ class Trainer:
         self.epoch = 0  # epochs completed
 
     def _infer_all(self) -> dict[str, np.ndarray]:
-        return infer_all(self.model, self.images, self.eval_tf, self.t.eval_batch_size, self.amp, self.t.channels_last)
+        return infer_all(self.model, self.images, self.eval_tf, self.t.eval_batch_size, self.amp, self.channels_last)
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -176,42 +194,78 @@ class Trainer:
 
     # ------------------------------------------------------------------ one epoch
     def _train_epoch(self, bar) -> dict:
-        t, dev = self.t, self.device
-        gen = epoch_generator(self.s.seed, self.epoch)
-        perm = torch.randperm(self.n, generator=gen)
-        pseudo = {k: torch.from_numpy(v).to(dev) for k, v in self.state.pseudo.items()}
-        weights = {k: torch.from_numpy(v).to(dev) for k, v in self.state.class_weights.items()} if t.balance_loss else None
-        counts = torch.from_numpy(self.state.change_counts).to(dev) if t.reweight else None
-        sums: dict[str, float] = {}
+        """One epoch. No step reads anything back from the device (`_train_step`): the batch
+        order and the clustering state move to the device once per epoch, augmentation
+        parameters once per chunk of steps; the loss terms are summed on the device
+        (scl/tally.py), their finiteness read every FINITE_CHECK_EVERY steps and at the end,
+        the running loss for the progress bar at most once every PROGRESS_EVERY_S."""
+        gen, inputs = self._epoch_inputs()
+        tally = EpochTally(["loss", *self.model.term_names()], self.device)
+        views: list = []  # the (x_q, x_k) augmentation parameters of the steps drawn ahead, last first
         self.model.train()
-        start = time.perf_counter()
+        start = last_shown = time.perf_counter()
         for step in range(self.steps_per_epoch):
-            idx = perm[step * t.batch_size : (step + 1) * t.batch_size].to(dev)
-            batch = self.images[idx]  # B x C x H x W uint8
-            x_q = to_channels_last(self.augment(batch, gen), t.channels_last)
-            x_k = to_channels_last(self.augment(batch, gen), t.channels_last)
-            labels = {k: v[idx] for k, v in pseudo.items()}
-            lr = float(self.lrs[self.epoch * self.steps_per_epoch + step])
-            set_lr(self.opt, lr)
-            loss, terms = train_step(self.model, self.opt, x_q, x_k, labels, None if counts is None else counts[idx],
-                                     weights, self.amp, self.scaler)
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"non-finite loss at epoch {self.epoch + 1}, step {step + 1}: "
-                    + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-                    + f"; lower lr (now {t.lr}) or raise temperature (now {t.temperature})"
-                )
-            sums["loss"] = sums.get("loss", 0.0) + loss.item()
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v.item()
+            if not views:
+                views = self._draw_views(gen, step)
+            self._train_step(step, views.pop(), inputs, tally)
+            if (step + 1) % FINITE_CHECK_EVERY == 0:
+                self._check_finite(tally)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(epoch=self.epoch + 1, loss=f"{loss.item():.3f}", refresh=False)
+                if time.perf_counter() - last_shown >= PROGRESS_EVERY_S:
+                    bar.set_postfix(epoch=self.epoch + 1, loss=f"{tally.mean_loss():.3f}", refresh=False)
+                    last_shown = time.perf_counter()
+        self._check_finite(tally)
+        rec = tally.means()  # waits for the device: the epoch's time is taken after it
         elapsed = time.perf_counter() - start
-        rec = {k: v / self.steps_per_epoch for k, v in sums.items()}
-        rec["lr"] = lr
-        rec["samples_per_s"] = self.steps_per_epoch * t.batch_size / elapsed
+        rec["lr"] = float(self.lrs[(self.epoch + 1) * self.steps_per_epoch - 1])
+        rec["samples_per_s"] = self.steps_per_epoch * self.t.batch_size / elapsed
         return rec
+
+    def _epoch_inputs(self) -> tuple[torch.Generator, dict]:
+        """The epoch's generator (seeded by seed and epoch) and what its steps read, moved to
+        the device once: the batch order, pseudo-labels, class weights, change counts."""
+        t, dev = self.t, self.device
+        gen = epoch_generator(self.s.seed, self.epoch)
+        return gen, {
+            "perm": torch.randperm(self.n, generator=gen).to(dev),
+            "pseudo": {k: torch.from_numpy(v).to(dev) for k, v in self.state.pseudo.items()},
+            "weights": ({k: torch.from_numpy(v).to(dev) for k, v in self.state.class_weights.items()}
+                        if t.balance_loss else None),
+            "counts": torch.from_numpy(self.state.change_counts).to(dev) if t.reweight else None,
+        }
+
+    def _draw_views(self, gen: torch.Generator, step: int) -> list:
+        """Augmentation parameters of the next chunk of steps, in one copy to the device: the
+        same draws, in the same order, as drawing view by view at every step (last first)."""
+        n = min(self.augment_chunk, self.steps_per_epoch - step)
+        return self.augment.draw(n, self.t.batch_size, gen, self.device)[::-1]
+
+    def _train_step(self, step: int, views, inputs: dict, tally: EpochTally) -> None:
+        """Step `step` of the epoch: the batch, its two augmented views, `train_step`, the
+        loss terms into the tally. Nothing is read back from the device."""
+        b = self.t.batch_size
+        idx = inputs["perm"][step * b : (step + 1) * b]  # B, on the device
+        batch = self.images[idx]  # B x C x H x W uint8
+        x_q, x_k = (to_channels_last(self.augment.apply_device(batch, v), self.channels_last) for v in views)
+        labels = {k: v[idx] for k, v in inputs["pseudo"].items()}
+        counts = None if inputs["counts"] is None else inputs["counts"][idx]
+        set_lr(self.opt, float(self.lrs[self.epoch * self.steps_per_epoch + step]))  # host array: no read
+        loss, terms = train_step(self.model, self.opt, x_q, x_k, labels, counts, inputs["weights"], self.amp,
+                                 self.scaler)
+        tally.add(torch.stack([loss, *terms.values()]))
+
+    def _check_finite(self, tally: EpochTally) -> None:
+        """A non-finite loss stops the run with the step and terms where it first happened."""
+        t = self.t
+        try:
+            tally.check()
+        except NonFiniteLoss as e:
+            raise TrainingError(
+                f"non-finite loss at epoch {self.epoch + 1}, step {e.step + 1}: "
+                + ", ".join(f"{k}={v:.4g}" for k, v in e.terms.items())
+                + f"; lower lr (now {t.lr}) or raise temperature (now {t.temperature})"
+            ) from None
 
     def _end_of_epoch(self, rec: dict) -> dict[str, np.ndarray]:
         """The clustering update (scl/cluster_state.py); scores the target task if labels exist."""
@@ -243,6 +297,7 @@ class Trainer:
 
     def _run(self, stop_after_epoch: int | None) -> dict | None:
         self.out.mkdir(parents=True, exist_ok=True)
+        execution = self.execution  # recorded beside the first epoch this process trains
         if not self.try_resume() and self.t.save_features:
             init = self._infer_all()
             atomic_savez(self.out / "features_init.npz", **_features(init), labels=self._labels_or_empty())
@@ -267,8 +322,14 @@ class Trainer:
                 outs = self._end_of_epoch(rec)
                 self.epoch += 1
                 rec = {"epoch": self.epoch, **rec, "epoch_time_s": time.perf_counter() - t0}
+                if execution is not None:
+                    rec["execution"], execution = execution, None
                 self.records.append(rec)
-                self.save_checkpoint()
+                if self.epoch % self.t.checkpoint_every == 0 or self.epoch == self.t.epochs:
+                    self.save_checkpoint()
+                else:  # the log goes on every epoch; a resume rewrites it from the checkpoint
+                    write_jsonl(self.out / "log.jsonl", split_timing(self.records)[0])
+                    write_timing(self.out, self.records)
                 if bar is not None and "acc" in rec:
                     bar.set_postfix(epoch=self.epoch, loss=f"{rec['loss']:.3f}", acc=f"{rec['acc']:.3f}",
                                     img_s=f"{rec['samples_per_s']:.0f}")

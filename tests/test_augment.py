@@ -358,6 +358,7 @@ def test_channel_mismatch_is_a_clear_error():
 # ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize(("recipe", "size", "channels"), CASES, ids=CASE_IDS)
 def test_cuda_matches_cpu(recipe, size, channels):
@@ -388,3 +389,76 @@ def test_luminance_recipe_ignores_colour_in_both_paths():
     params = aug.sample_params(6, gen(5))
     torch.testing.assert_close(aug.apply(x, params), aug.apply(same, params), rtol=0, atol=0.02)
     assert not torch.allclose(build_eval_transform("mocov2", 32, 3)(x), build_eval_transform("mocov2", 32, 3)(same))
+
+
+# ---------------------------------------------------------------------------------------
+# Fixed shapes, one transfer, no host reads (issue 11)
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("recipe", "size", "channels"), CASES, ids=CASE_IDS)
+def test_fixed_shape_photometric_equals_each_samples_own_operations_in_its_order(recipe, size, channels):
+    """The stage-wise blends with identity factors and the selected hue give, bit for bit,
+    what a plain loop gives that applies to each sample alone its own operations in its own
+    order (jitter only if drawn, then grayscale), with the module's operation functions."""
+    from scl.augment import _JITTER_OPS, _blur, _luminance
+
+    aug, n = build_augment(recipe, size, channels), 24
+    x = images(n, channels, size, seed=4)
+    p = aug.sample_params(n, gen(5))
+    dp = aug.device_params(p)
+    geom = aug._geometry(x, dp)
+    fast = aug._photometric_(geom.clone(), dp)
+    spec = aug.recipe
+    for i in range(n):
+        img = geom[i : i + 1].clone()
+        gray = spec.grayscale_p > 0 and bool(p["grayscale"][i])
+        if gray and spec.grayscale_first:  # (luminance recipe: grayscale before the jitter)
+            img = _luminance(img).expand(-1, channels, -1, -1).contiguous()
+        if spec.jitter and bool(p["jitter"][i]):
+            order = p["jitter_order"][i].tolist() if spec.jitter_random_order else range(len(aug.jitter_ops))
+            for j in order:
+                op = aug.jitter_ops[j]
+                img = _JITTER_OPS[op](img, p[op][i : i + 1])
+        if gray and not spec.grayscale_first:
+            img = _luminance(img).expand(-1, channels, -1, -1).contiguous()
+        if aug.blur_size:  # the blur itself is checked against torchvision above
+            img = _blur(img, dp["blur"][i : i + 1])
+        if spec.noise_std > 0:
+            img = img.add_(spec.noise_std * p["noise"][i : i + 1]).clamp_(0.0, 1.0)
+        assert torch.equal(fast[i : i + 1], img), f"sample {i}"
+
+
+@pytest.mark.parametrize(("recipe", "size", "channels"), CASES, ids=CASE_IDS)
+def test_draw_equals_forward_view_by_view_and_has_fixed_shapes(recipe, size, channels):
+    """draw(steps) consumes the generator as forward() called view by view would, so a
+    run that draws a chunk of steps at once gets the very same augmentations; the device
+    parameters' keys and shapes do not depend on the draws."""
+    aug, n = build_augment(recipe, size, channels), 8
+    x = images(n, channels, size, seed=6)
+    g1, g2 = gen(7), gen(7)
+    one_by_one = [aug(x, g1) for _ in range(6)]
+    drawn = aug.draw(3, n, g2, "cpu")
+    assert len(drawn) == 3 and all(len(views) == 2 for views in drawn)
+    for expected, dp in zip(one_by_one, [v for views in drawn for v in views]):
+        assert torch.equal(aug.apply_device(x, dp), expected)
+    assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))  # same draws consumed
+    shapes = [{k: v.shape for k, v in aug.device_params(aug.sample_params(n, gen(s))).items()} for s in range(5)]
+    assert all(sh == shapes[0] for sh in shapes)
+    assert aug.param_bytes(n) == 4 * sum(math.prod(s) for s in shapes[0].values())
+
+
+@pytest.mark.parametrize(("recipe", "size", "channels"), CASES, ids=CASE_IDS)
+def test_apply_device_reads_nothing_back_and_builds_no_host_constants(recipe, size, channels):
+    from scl.hostsync import HostSyncRecorder
+
+    aug = build_augment(recipe, size, channels)
+    x = images(8, channels, size)
+    (dq, dk), = aug.draw(1, 8, gen(8), "cpu")
+    with HostSyncRecorder() as rec:
+        aug.apply_device(x, dq)
+    assert rec.events == [], rec.report()
+    eval_tf = build_eval_transform(recipe, size, channels)
+    with HostSyncRecorder() as rec:
+        eval_tf(x)
+    assert rec.events == [], rec.report()

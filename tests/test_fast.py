@@ -20,6 +20,8 @@ from scl.config import load_params, parse_overrides, resolve
 from scl.data.prepared import PreparedData
 from scl.device import amp_dtype
 from scl.models.scl_model import SCLConfig, SCLModel
+import scl.device as device_mod
+from scl.device import resolve_amp, resolve_channels_last
 from scl.train import Trainer, TrainingError, infer_all
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,10 +121,42 @@ def test_amp_settings_are_checked():
         amp_dtype("fp8", CPU)
     params = load_params(ROOT / "params.yaml")
     t = resolve(params, "digits").train
-    assert (t.amp, t.channels_last, t.compile) == ("off", False, False)
+    # digits pins float32 (its committed numbers must not depend on the CPU); the others choose
+    assert (t.amp, t.channels_last, t.compile, t.checkpoint_every) == ("off", False, False, 1)
+    f = resolve(params, "fashion").train
+    assert (f.amp, f.channels_last) == ("auto", "auto")  # no longer hard-coded bf16
     # YAML reads an unquoted `off` as false: --set amp=off still means off
     assert resolve(params, "digits", overrides=parse_overrides(["amp=off"])).train.amp == "off"
     assert resolve(params, "digits", overrides=parse_overrides(["amp=bf16", "channels_last=true"])).train.amp == "bf16"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_and_channels_last_auto_follow_the_hardware(native, monkeypatch, tmp_path):
+    """auto: bf16 + channels_last where oneDNN reports native bf16, float32 + NCHW where it
+    does not (an AVX2-only CPU, where bf16 convolutions were 9.5-12x slower); the run's log
+    says what was chosen and why."""
+    monkeypatch.setattr(device_mod, "_cpu_native_bf16", lambda: native)
+    dtype, why = resolve_amp("auto", CPU)
+    assert dtype == (torch.bfloat16 if native else None)
+    assert why.startswith("auto -> bf16" if native else "auto -> float32") and "oneDNN" in why
+    assert resolve_channels_last("auto", CPU, dtype)[0] is native
+    # what is set is taken as set
+    assert resolve_amp("off", CPU)[0] is None and resolve_amp("bf16", CPU)[0] == torch.bfloat16
+    assert resolve_channels_last(True, CPU, None)[0] is True and resolve_channels_last(False, CPU, dtype)[0] is False
+    trainer = Trainer(_tiny_settings(amp="auto", channels_last="auto", epochs=2), _tiny_data(), tmp_path,
+                      progress=False)
+    assert trainer.amp == dtype and trainer.channels_last is native
+    trainer.run()
+    # machine-dependent, like the times: in timing.json beside the process's first epoch, not in the log
+    timing = json.loads((tmp_path / "timing.json").read_text())["epochs"]
+    assert timing[0]["execution"]["amp"] == ("bf16" if native else "off") and "execution" not in timing[1]
+    assert timing[0]["execution"]["channels_last"] is native and "oneDNN" in timing[0]["execution"]["amp_why"]
+    assert all("execution" not in json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines())
+
+
+def test_real_cpu_auto_choice_matches_onednn():
+    dtype, _ = resolve_amp("auto", CPU)
+    assert (dtype == torch.bfloat16) == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 # ---------------------------------------------------------------------------- augmentation
@@ -252,13 +286,18 @@ def test_bench_runs_end_to_end_and_writes_every_figure(tmp_path):
     assert rc == 0
     record = json.loads(out.read_text())
     assert set(record) >= {"machine", "settings", "results", "ratios", "flops", "goals"}
-    assert set(record["results"]) == {"scl_step", "moco_step", "batched_augment", "pil_loader"}
+    assert set(record["results"]) == {"scl_step", "moco_v2_step", "batched_augment", "pil_loader"}
     for name, figure in record["results"].items():
-        assert figure["samples_per_s"] > 0 and figure["ms_per_step"] > 0, name
+        assert figure["samples_per_s"] > 0 and figure["ms_per_step"] > 0 and figure["cpu_ms_per_step"] > 0, name
         assert len(figure["rounds_samples_per_s"]) == 2, name
     ratios = record["ratios"]
-    assert ratios["scl_over_moco_step_time"] == pytest.approx(
-        record["results"]["scl_step"]["ms_per_step"] / record["results"]["moco_step"]["ms_per_step"])
+    r = record["results"]
+    assert ratios["scl_over_moco_v2_step_time"] == pytest.approx(r["scl_step"]["ms_per_step"] / r["moco_v2_step"]["ms_per_step"])
+    assert ratios["scl_over_moco_v2_step_cpu_time"] == pytest.approx(
+        r["scl_step"]["cpu_ms_per_step"] / r["moco_v2_step"]["cpu_ms_per_step"])
+    # --amp / --channels-last default to auto and say what they chose on this CPU
+    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert record["settings"]["execution"]["amp"] == ("bf16" if native else "off")
     assert ratios["batched_over_pil_throughput"] == pytest.approx(
         record["results"]["batched_augment"]["samples_per_s"] / record["results"]["pil_loader"]["samples_per_s"])
     m = record["machine"]
@@ -310,3 +349,14 @@ def test_bench_builds_its_steps_from_the_resolved_settings(tmp_path):
     opt = build_optimizer(build_model(scl), scl.train)
     assert [g["lr_mult"] for g in opt.param_groups] == [1.0, 3.0]
     assert {(g["momentum"], g["weight_decay"]) for g in opt.param_groups} == {(0.5, 0.01)}
+
+
+def test_bench_batch_size_defaults_to_the_training_batch_size():
+    from scl.bench import bench_settings
+    from scl.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "--dataset", "fashion"])
+    assert args.batch_size is None and args.amp == "auto" and args.channels_last == "auto"
+    assert bench_settings(args, "scl").train.batch_size == resolve(load_params(ROOT / "params.yaml"), "fashion").train.batch_size
+    assert build_parser().parse_args(["bench", "--channels-last"]).channels_last is True
+    assert build_parser().parse_args(["bench", "--channels-last", "false"]).channels_last is False

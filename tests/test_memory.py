@@ -268,3 +268,33 @@ def test_refill_rebuilds_each_bank_from_its_cluster_members():
     assert bank1 <= {tuple(r.tolist()) for r in feats[labels == 1]}
     assert torch.equal(m.keys[2], old_bank2)
     assert m.valid.all() and (m.ptr == 0).all()
+
+
+# ----------------------------------------------------------------- fixed shapes (issue 11)
+def test_instance_queue_ring_buffer_equals_one_bank_memory_with_overflowing_batches():
+    """The ring-buffer enqueue leaves the very state the general bank enqueue leaves with
+    one bank, also for batches larger than the queue."""
+    K, d = 7, 3
+    ring, bank = InstanceQueue(K, d, init="empty"), SemanticMemory(1, K, d, init="empty")
+    start = 0
+    for n in (3, 9, 2, 7, 15, 1):
+        keys = distinct_keys(n, d, start=start)
+        start += n
+        ring.enqueue(keys)
+        bank.enqueue(keys, torch.zeros(n, dtype=torch.long))
+        for name in ("keys", "valid", "ptr"):
+            assert torch.equal(getattr(ring, name), getattr(bank, name)), (n, name)
+
+
+def test_enqueue_reads_nothing_on_the_host():
+    from scl.hostsync import HostSyncRecorder
+
+    gen = torch.Generator().manual_seed(9)
+    memories = [SemanticMemory(4, 5, 3, generator=gen), InstanceQueue(6, 3, generator=gen)]
+    for m in memories:
+        labels = torch.randint(0, 4, (11,), generator=gen)  # overflowing banks too
+        keys = torch.randn(11, 3, generator=gen)
+        with HostSyncRecorder() as rec:
+            m.enqueue(keys, labels)
+            m.flat()
+        assert rec.events == [], rec.report()

@@ -130,3 +130,28 @@ def test_optimizer_step_then_momentum_update_moves_key_encoder_towards_query():
     model.momentum_update()
     for new, tk, tq in zip(model.encoder_k.parameters(), before_k, theta_q):
         torch.testing.assert_close(new, 0.9 * tk + 0.1 * tq, rtol=1e-13, atol=1e-14)
+
+
+def test_foreach_update_equals_the_per_tensor_loop_bit_for_bit_and_reads_nothing():
+    """The foreach update does the per-tensor loop's arithmetic (float32, as trained)."""
+    import copy
+
+    from scl.hostsync import HostSyncRecorder
+
+    model = tiny_model(0.99, torch.float32)
+    perturb_query(model)
+    with torch.no_grad():
+        for b in model.encoder_q.buffers():
+            b.add_(torch.rand_like(b) if b.dtype.is_floating_point else torch.ones_like(b))
+    loop = copy.deepcopy(model)
+    m = 0.99
+    with torch.no_grad():
+        for p_k, p_q in zip(loop.encoder_k.parameters(), loop.encoder_q.parameters()):
+            p_k.mul_(m).add_(p_q, alpha=1.0 - m)
+        for b_k, b_q in zip(loop.encoder_k.buffers(), loop.encoder_q.buffers()):
+            b_k.mul_(m).add_(b_q, alpha=1.0 - m) if b_k.dtype.is_floating_point else b_k.copy_(b_q)
+    with HostSyncRecorder() as rec:
+        model.momentum_update()
+    assert rec.events == [], rec.report()
+    for (name, a), b in zip(model.state_dict().items(), loop.state_dict().values()):
+        assert torch.equal(a, b), name

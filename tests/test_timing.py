@@ -21,3 +21,13 @@ def test_resume_gets_the_times_back(tmp_path):
     untimed = split_timing(RECORDS)[0]  # what a checkpoint holds
     assert merge_timing(tmp_path, untimed) == RECORDS
     assert merge_timing(tmp_path / "missing", untimed) == untimed  # no timing.json: no times, no error
+
+
+def test_the_execution_choice_goes_with_the_times(tmp_path):
+    """amp / channels_last chosen by `auto` depend on the machine: timing.json, not the log."""
+    records = [{**RECORDS[0], "execution": {"amp": "bf16", "amp_why": "auto -> bf16"}}, RECORDS[1]]
+    results, timing = split_timing(records)
+    assert all("execution" not in r for r in results)
+    assert timing[0]["execution"]["amp"] == "bf16" and "execution" not in timing[1]
+    write_timing(tmp_path, records)
+    assert merge_timing(tmp_path, results) == records

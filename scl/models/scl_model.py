@@ -124,6 +124,10 @@ class SCLModel(nn.Module):
         with _float32(x_q):  # the losses in float32, also under autocast
             return self._losses(q, k, pseudo_labels, change_counts, class_weights)
 
+    def term_names(self) -> list[str]:
+        """The names of the loss terms `training_step` returns, in its order."""
+        return [name for t in self.tasks for name in (f"mi_{t}", f"cd_{t}") if name[:2] == "mi" or t in self.classifiers]
+
     def _losses(self, q, k, pseudo_labels, change_counts, class_weights):
         tau = self.cfg.temperature
         terms: dict[str, torch.Tensor] = {}
@@ -154,16 +158,22 @@ class SCLModel(nn.Module):
 
     @torch.no_grad()
     def momentum_update(self) -> None:
+        """theta~ <- m theta~ + (1 - m) theta for every parameter and floating-point buffer
+        at once: two foreach operations over the whole list (a few kernels in all, instead
+        of two per tensor), the same arithmetic as `p_k.mul_(m).add_(p_q, alpha=1 - m)`."""
         m = self.cfg.ema_momentum
-        for p_k, p_q in zip(self.encoder_k.parameters(), self.encoder_q.parameters()):
-            p_k.mul_(m).add_(p_q.detach(), alpha=1.0 - m)
         # BN running statistics follow the same average (MoCo copies only parameters; the
         # key encoder runs BN in train mode, so its buffers are never read during training)
-        for b_k, b_q in zip(self.encoder_k.buffers(), self.encoder_q.buffers()):
-            if b_k.dtype.is_floating_point:
-                b_k.mul_(m).add_(b_q, alpha=1.0 - m)
-            else:
-                b_k.copy_(b_q)
+        pairs = list(zip(self.encoder_k.parameters(), self.encoder_q.parameters()))
+        pairs += [(b_k, b_q) for b_k, b_q in zip(self.encoder_k.buffers(), self.encoder_q.buffers())
+                  if b_k.dtype.is_floating_point]
+        ints = [(b_k, b_q) for b_k, b_q in zip(self.encoder_k.buffers(), self.encoder_q.buffers())
+                if not b_k.dtype.is_floating_point]
+        keys, queries = [k for k, _ in pairs], [q.detach() for _, q in pairs]
+        torch._foreach_mul_(keys, m)
+        torch._foreach_add_(keys, queries, alpha=1.0 - m)
+        if ints:  # BN's num_batches_tracked: copied
+            torch._foreach_copy_([k for k, _ in ints], [q for _, q in ints])
 
     @torch.no_grad()
     def enqueue(self, keys: dict[str, torch.Tensor], pseudo_labels: dict[str, torch.Tensor]) -> None:
