@@ -4,15 +4,17 @@ Snakemake's `resources: gpu=N` only caps how many GPU jobs run at once; it does 
 *which* device a job gets, and `device: auto` means `cuda`, i.e. GPU 0, for every job. On a
 machine with several GPUs every concurrent run would then share GPU 0 while the others idle.
 
-    python -m scl.gpu_slots [--devices 0,1] [--lock-dir DIR] -- scl train ...
+    python -m scl.gpu_slots [--gpus 1] [--devices 0,1] [--lock-dir DIR] -- scl train ...
 
 takes the first free device of this machine (an exclusive `flock` on `<lock-dir>/gpu<id>.lock`),
 exports `CUDA_VISIBLE_DEVICES=<id>` and `exec`s the command. The lock lives on the open file,
 which the command inherits, so it is held exactly as long as the command runs and the kernel
 releases it when the command exits or is killed (no stale lock files to clean up). When every
-device is taken it waits (Snakemake's `gpu` resource normally prevents that).
+device is taken it waits (Snakemake's `--resources gpu=N` normally prevents that). `--gpus N`
+hands out N devices at once (all or none, so two waiting jobs cannot deadlock).
 
 It does nothing but `exec` the command when
+- the job holds no GPU (`--gpus 0`: the workflow passes the job's `gpu` resource), or
 - there is no GPU to hand out (no `CUDA_VISIBLE_DEVICES`, no `nvidia-smi`): CPU machines, or
 - a scheduler already gave the job its devices (inside a SLURM job, `SLURM_JOB_ID` is set and
   SLURM sets `CUDA_VISIBLE_DEVICES` for `--gpus`): the allocation is the scheduler's business,
@@ -104,23 +106,28 @@ def make_lock_dir(lock_dir: Path) -> Path:
     return lock_dir
 
 
-def acquire(devices: Sequence[str], lock_dir: Path, poll_s: float = 5.0,
-            timeout_s: float | None = None, on_wait: Callable[[], None] | None = None) -> tuple[str, int]:
-    """Lock the first free device (waiting while all are taken): (device id, lock fd).
-
-    Raises TimeoutError after `timeout_s` seconds (None: wait for ever)."""
-    if not devices:
-        raise ValueError("no devices to choose from")
+def acquire(devices: Sequence[str], lock_dir: Path, count: int = 1, poll_s: float = 5.0,
+            timeout_s: float | None = None, on_wait: Callable[[], None] | None = None) -> tuple[list[str], list[int]]:
+    """Lock `count` free devices, first free first (waiting while too few are free):
+    (device ids, lock fds). Raises TimeoutError after `timeout_s` seconds (None: wait for ever)."""
+    if not 1 <= count <= len(devices):
+        raise ValueError(f"cannot hand out {count} of {len(devices)} device(s) ({', '.join(devices) or 'none'})")
     make_lock_dir(lock_dir)
     start = time.monotonic()
     waited = False
     while True:
+        got, fds = [], []
         for device in devices:
             fd = try_lock(lock_dir, device)
             if fd is not None:
-                return device, fd
+                got.append(device)
+                fds.append(fd)
+                if len(got) == count:
+                    return got, fds
+        for fd in fds:  # too few free: hold none while waiting (no deadlock between two jobs)
+            os.close(fd)
         if timeout_s is not None and time.monotonic() - start >= timeout_s:
-            raise TimeoutError(f"every device ({', '.join(devices)}) stayed locked for {timeout_s:g} s")
+            raise TimeoutError(f"{count} of the devices ({', '.join(devices)}) were not free for {timeout_s:g} s")
         if not waited and on_wait is not None:
             on_wait()
         waited = True
@@ -131,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m scl.gpu_slots",
         description="Run a command on a GPU of its own: lock a free device, set CUDA_VISIBLE_DEVICES, exec.")
+    p.add_argument("--gpus", type=int, default=1, help="how many devices the command gets (0: run it as it is; "
+                   "the workflow passes the job's `gpu` resource)")
     p.add_argument("--devices", help="comma-separated device ids to choose from "
                    "(default: CUDA_VISIBLE_DEVICES, else the GPUs nvidia-smi lists)")
     p.add_argument("--lock-dir", help=f"folder of the lock files (default: ${LOCK_DIR_ENV} or {DEFAULT_LOCK_DIR}; "
@@ -154,21 +163,30 @@ def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None,
     if args.poll <= 0:
         print(f"python -m scl.gpu_slots: --poll must be positive, got {args.poll:g}", file=sys.stderr)
         return 2
-    if not scheduler_assigned(env):
+    if args.gpus < 0:
+        print(f"python -m scl.gpu_slots: --gpus must be 0 or more, got {args.gpus}", file=sys.stderr)
+        return 2
+    if args.gpus and not scheduler_assigned(env):
         devices, probed = candidate_devices(env, args.devices)
-        if devices:
+        if len(devices) < args.gpus:
+            if devices:  # some, but fewer than asked for: a setup error, not something to wait for
+                print(f"python -m scl.gpu_slots: {args.gpus} GPU(s) asked for, but only {len(devices)} "
+                      f"({', '.join(devices)}) on this machine", file=sys.stderr)
+                return 2
+        else:
             lock_dir = Path(args.lock_dir or env.get(LOCK_DIR_ENV) or DEFAULT_LOCK_DIR)
 
             def waiting():
                 print(f"scl.gpu_slots: every device ({', '.join(devices)}) is in use; waiting",
                       file=sys.stderr, flush=True)
 
-            device, fd = acquire(devices, lock_dir, poll_s=args.poll, on_wait=waiting)
-            os.set_inheritable(fd, True)  # the command keeps the lock until it exits
-            env["CUDA_VISIBLE_DEVICES"] = device
+            got, fds = acquire(devices, lock_dir, count=args.gpus, poll_s=args.poll, on_wait=waiting)
+            for fd in fds:
+                os.set_inheritable(fd, True)  # the command keeps the locks until it exits
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(got)
             if probed:
                 env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-            print(f"scl.gpu_slots: CUDA_VISIBLE_DEVICES={device}", file=sys.stderr, flush=True)
+            print(f"scl.gpu_slots: CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']}", file=sys.stderr, flush=True)
     try:
         execvpe(command[0], command, env)
     except FileNotFoundError:

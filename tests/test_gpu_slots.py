@@ -25,20 +25,34 @@ def test_parse_ids_and_candidates():
 
 
 def test_acquire_hands_out_distinct_devices_and_waits_when_all_are_taken(tmp_path):
-    a, fa = gs.acquire(["g0", "g1"], tmp_path, poll_s=0.01)
-    b, fb = gs.acquire(["g0", "g1"], tmp_path, poll_s=0.01)
+    (a,), fa = gs.acquire(["g0", "g1"], tmp_path, poll_s=0.01)
+    (b,), fb = gs.acquire(["g0", "g1"], tmp_path, poll_s=0.01)
     assert {a, b} == {"g0", "g1"}
     waits = []
     with pytest.raises(TimeoutError, match="g0, g1"):
         gs.acquire(["g0", "g1"], tmp_path, poll_s=0.01, timeout_s=0.05, on_wait=lambda: waits.append(1))
     assert waits == [1]  # told once that it is waiting
-    os.close(fa)  # the holder ends: its device is free again, the other stays taken
-    c, fc = gs.acquire(["g0", "g1"], tmp_path, poll_s=0.01, timeout_s=1)
+    os.close(fa[0])  # the holder ends: its device is free again, the other stays taken
+    (c,), fc = gs.acquire(["g0", "g1"], tmp_path, poll_s=0.01, timeout_s=1)
     assert c == a
-    os.close(fb)
-    os.close(fc)
+    for fd in fb + fc:
+        os.close(fd)
     with pytest.raises(ValueError):
         gs.acquire([], tmp_path)
+
+
+def test_acquire_several_devices_is_all_or_nothing(tmp_path):
+    got, fds = gs.acquire(["g0", "g1", "g2"], tmp_path, count=2, poll_s=0.01)
+    assert got == ["g0", "g1"]
+    # one device left: a job asking for two waits, and holds none of them meanwhile
+    with pytest.raises(TimeoutError):
+        gs.acquire(["g0", "g1", "g2"], tmp_path, count=2, poll_s=0.01, timeout_s=0.05)
+    fd = gs.try_lock(tmp_path, "g2")
+    assert fd is not None
+    for f in fds + [fd]:
+        os.close(f)
+    with pytest.raises(ValueError, match="3 of 2"):
+        gs.acquire(["g0", "g1"], tmp_path, count=3)
 
 
 def _fake_exec(calls):
@@ -81,10 +95,22 @@ def test_main_leaves_the_environment_alone_without_devices_or_under_slurm(tmp_pa
     assert not (tmp_path / "locks").exists()  # no lock taken
 
 
+def test_main_without_a_gpu_resource_runs_the_command_as_it_is(tmp_path):
+    calls = []
+    env = {"CUDA_VISIBLE_DEVICES": "0,1"}
+    gs.main(["--gpus", "0", "--lock-dir", str(tmp_path / "locks"), "--", "true"], env=dict(env),
+            execvpe=_fake_exec(calls))
+    assert calls[0][2] == env and not (tmp_path / "locks").exists()
+
+
 def test_main_usage_errors(capsys):
     assert gs.main([], env={}) == 2
     assert "no command" in capsys.readouterr().err
     assert gs.main(["--poll", "0", "--", "true"], env={}) == 2
+    assert gs.main(["--gpus", "-1", "--", "true"], env={}) == 2
+    # more GPUs asked for than the machine has: an error, not an endless wait
+    assert gs.main(["--gpus", "3", "--devices", "0,1", "--", "true"], env={}) == 2
+    assert "only 2 (0, 1)" in capsys.readouterr().err
     assert gs.main(["--devices", "", "--", "no-such-command-scl"], env={"PATH": "/nonexistent"}) == 127
 
 
