@@ -36,8 +36,10 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SNAKEMAKE, DVC = BIN / "snakemake", BIN / "dvc"
 SMOKE = ["--config", "experiment_set=smoke"]
+# what a clone holds of the workflow (those of the last line where the repository has them)
 WORKFLOW_FILES = ["Snakefile", "params.yaml", "workflow", "profiles", "scl", "dvc.yaml", ".dvc/config",
-                  ".dvc/.gitignore", ".dvcignore", ".gitignore", "Makefile", "requirements.lock", "pyproject.toml"]
+                  ".dvc/.gitignore", ".dvcignore", ".gitignore", "Makefile", "requirements.lock", "pyproject.toml",
+                  "results/.gitignore", "results/runs.dvc", "data/.gitignore", "data/prepared.dvc"]
 # what `scl train` writes that depends on the clock, not on the computation
 CLOCK_KEYS = {"train_time_s"}
 
@@ -73,6 +75,8 @@ def copy_workflow(dest: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in WORKFLOW_FILES:
         src = ROOT / name
+        if not src.exists() and not src.is_symlink():
+            continue
         if src.is_symlink():
             (dest / name).symlink_to(os.readlink(src))
         elif src.is_dir():
