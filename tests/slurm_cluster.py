@@ -50,9 +50,29 @@ def check_available() -> None:
                           "apt-get install slurm-wlm munge")
     if os.geteuid() != 0:
         raise Unavailable("slurmd must run as root to start jobs; run the SLURM test as root")
+    if CONF.exists() and _stale_test_conf():
+        CONF.unlink()  # left by a test cluster whose daemons are gone (the test was killed)
     if CONF.exists():
         raise Unavailable(f"{CONF} exists: this machine has a SLURM configuration of its own, "
                           "which the test will not replace")
+
+
+MARKER = "# written by tests/slurm_cluster.py"
+
+
+def _stale_test_conf() -> bool:
+    """True when /etc/slurm/slurm.conf is one this module wrote and its slurmctld is not running."""
+    text = CONF.read_text(errors="replace")
+    if not text.startswith(MARKER):
+        return False
+    for line in text.splitlines():
+        if line.startswith("SlurmctldPidFile="):
+            pid_file = Path(line.split("=", 1)[1])
+            try:
+                return not _alive(int(pid_file.read_text().split()[0]))
+            except (OSError, ValueError, IndexError):
+                return True  # no pid file: its cluster folder is gone
+    return True
 
 
 def _free_port() -> int:
@@ -82,7 +102,7 @@ class Cluster:
 
     def config(self, host: str, ctld_port: int, slurmd_port: int) -> str:
         r = self.root
-        return f"""# written by tests/slurm_cluster.py for a test cluster in {r}; removed when it stops
+        return f"""{MARKER} for a test cluster in {r}; removed when it stops
 ClusterName=scltest
 SlurmctldHost={host}(127.0.0.1)
 SlurmctldPort={ctld_port}

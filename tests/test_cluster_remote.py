@@ -84,7 +84,7 @@ def copy_workflow(dest: Path) -> Path:
         else:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
-    # DVC reads params.yaml (not --config): name the smoke set there too, so dvc.lock agrees
+    # name the smoke set in params.yaml too, so that commands without --config (make push/pull) mean it
     text = (dest / "params.yaml").read_text()
     (dest / "params.yaml").write_text(text.replace("\nexperiment_set: digits", "\nexperiment_set: smoke", 1))
     return dest
