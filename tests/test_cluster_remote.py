@@ -198,8 +198,8 @@ def test_push_serve_over_http_clone_pull_finds_nothing_to_do(local_smoke, http_s
         "checkpoints (checkpoint.pt)": sum(du(p) for p in runs.rglob("checkpoint.pt")),
         "features (features.npz, features_init.npz)": sum(du(p) for p in runs.rglob("features*.npz")),
         "assignments (assignments.npz)": sum(du(p) for p in runs.rglob("assignments.npz")),
-        "metrics and logs (metrics.json, log.jsonl, settings.sha256)":
-            sum(du(p) for p in runs.rglob("*") if p.suffix in (".json", ".jsonl", ".sha256")),
+        "metrics and logs (metrics.json, log.jsonl)":
+            sum(du(p) for p in runs.rglob("*") if p.suffix in (".json", ".jsonl")),
     }
     total = du(clone / "data" / "prepared") + du(runs)
     assert sum(kinds.values()) == total  # every pulled file is in one of the kinds
