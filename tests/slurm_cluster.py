@@ -1,4 +1,4 @@
-"""A single-node SLURM cluster on this machine, for tests/test_slurm.py (and by hand).
+"""A single-node SLURM cluster on this machine, for tests/test_pipeline.py (and by hand).
 
 munged, slurmctld and slurmd (Debian: `apt-get install slurm-wlm munge`) run from a scratch
 folder with their own munge key, ports, state and logs. Only the configuration file goes to
