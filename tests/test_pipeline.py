@@ -280,7 +280,7 @@ def test_dvc_push_serve_over_http_clone_pull_finds_nothing_to_retrain(smoke_repo
     runs = clone / "results" / "runs"
     kinds = {
         "prepared data (data/prepared)": du(clone / "data" / "prepared"),
-        "checkpoints (checkpoint.pt)": sum(du(p) for p in runs.rglob("checkpoint.pt")),
+        "checkpoints (checkpoint.pt and its .sha256)": sum(du(p) for p in runs.rglob("checkpoint.pt*")),
         "features (features.npz, features_init.npz)": sum(du(p) for p in runs.rglob("features*.npz")),
         "assignments (assignments.npz)": sum(du(p) for p in runs.rglob("assignments.npz")),
         "metrics and logs (metrics.json, log.jsonl)": sum(du(p) for p in runs.rglob("*") if p.suffix in (".json", ".jsonl")),
