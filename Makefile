@@ -41,14 +41,18 @@ SET_ARG  := $(if $(SET),--config experiment_set=$(SET),)
 pipeline: setup
 	$(PIPE_ENV) snakemake --cores $(CORES) all $(SET_ARG)
 
+# REMOTE=NAME: a remote named in .dvc/config or .dvc/config.local (a folder, ssh://, s3://,
+# http(s):// for pulling); without it, DVC's default remote (core.remote)
+REMOTE_ARG := $(if $(REMOTE),--remote $(REMOTE),)
+
 # record what the pipeline made in the .dvc files and the DVC cache, then upload it to the remote
 push: setup
 	$(PIPE_ENV) dvc commit -f
-	$(PIPE_ENV) dvc push
+	$(PIPE_ENV) dvc push $(REMOTE_ARG)
 
 # fetch data, checkpoints and results, then give them timestamps Snakemake accepts
 pull: setup
-	$(PIPE_ENV) dvc pull
+	$(PIPE_ENV) dvc pull $(REMOTE_ARG)
 	$(PIPE_ENV) workflow/scripts/restore-timestamps.sh $(SET_ARG)
 
 clean-venv:

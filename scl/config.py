@@ -321,12 +321,13 @@ METHOD_SETTINGS = tuple(k for k in TRAIN_KEYS if k not in EXECUTION_SETTINGS)
 # training module is included by itself; a change to any included file retrains.
 # cli.py is left out too: it parses options and hands the resolved settings to scl.train
 # (and holds the exit-code handler); so are the checks that only refuse to start a run
-# (preflight.py: settings vs data and device; run_lock.py: one `scl train` per folder) and
-# assign.py (applies a trained run to new images). estimate.py stays in: the trainer runs it
+# (preflight.py: settings vs data and device; run_lock.py: one `scl train` per folder),
+# assign.py (applies a trained run to new images), and what says where and how long a job
+# runs (gpu_slots.py: its device; job_resources.py). estimate.py stays in: the trainer runs it
 # before the first epoch (on copies, under a forked RNG, but inside the run).
 NOT_TRAINING_CODE = ("data/", "report/", "reference/", "cli.py", "__main__.py", "bench.py", "baselines.py",
                      "paths.py", "experiments.py", "preflight.py", "run_lock.py", "assign.py", "hostsync.py",
-                     "bench_reference.py", "gpucheck.py")
+                     "bench_reference.py", "gpucheck.py", "gpu_slots.py", "job_resources.py")
 
 
 def method_settings(settings: RunSettings) -> dict:

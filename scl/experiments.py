@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from scl import paths
+from scl import job_resources, paths
 from scl.config import ConfigError, RunSettings, code_digest, identity_digest, resolve
+from scl.job_resources import JobResources
 
 # which variants each table/figure compares (spec section 10)
 PRODUCT_VARIANTS = {
@@ -83,6 +84,7 @@ class ExperimentSet:
     train: dict  # training overrides of every run of the set
     threads: int
     gpu: bool | str
+    resources: dict[str, JobResources]  # "train"/"baseline" -> memory and time limit of one job
     baseline_methods: tuple[str, ...]
     tables: tuple[str, ...]  # as asked for (those with no dataset to cover are dropped by `set_tables`)
     table2: tuple[str, ...]
@@ -120,6 +122,7 @@ class ExperimentSet:
             ablation_seeds=tuple(int(s) for s in es.get("ablation_seeds", seeds)),
             baseline_seeds=tuple(int(s) for s in es.get("baseline_seeds", seeds)),
             train=dict(es.get("train") or {}), threads=int(es.get("threads", 2)), gpu=es.get("gpu", "auto"),
+            resources=job_resources.for_set(es.get("resources"), f"{where}.resources", datasets),
             baseline_methods=tuple(_names(es.get("baselines"), f"{where}.baselines")),
             tables=tuple(_names(es.get("tables"), f"{where}.tables")),
             table2=tuple(_names(es.get("table2"), f"{where}.table2")),
@@ -271,7 +274,10 @@ class ExperimentSet:
         return identity_digest(self.run_settings(run))
 
     def uses_gpu(self, present: Callable[[], bool] = gpu_present) -> bool:
-        """Whether a training job holds one `gpu` resource."""
+        """Whether a training job holds one `gpu` resource. With `gpu: auto`, `present()` says
+        whether the machines the jobs run on have a GPU: the workflow passes "yes" for a cluster
+        executor (the node that builds the job graph says nothing about the compute nodes), and
+        gpu_present() (this machine's nvidia-smi) for local execution."""
         wanted = self.train.get("device", self.params["train"].get("device", "auto"))
         return (self.gpu is True or (self.gpu == "auto" and present())) and wanted != "cpu"
 

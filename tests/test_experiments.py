@@ -130,6 +130,7 @@ def test_folder_labels_come_from_the_data_layer(params, tmp_path):
     ({"seeds": []}, "must each name at least one"),
     ({"gpu": "maybe"}, "experiment_sets.smoke.gpu"),
     ({"train": {"lr": -1}}, "lr"),
+    ({"resources": {"train": {"runtime": {"cifar10": 60}}}}, "experiment_sets.smoke.resources.train.runtime gives no time for digits"),
 ])
 def test_bad_sets_name_the_key(params, change, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -237,3 +238,25 @@ def test_paths_layout():
     assert paths.run_dir(paths.runs_root("fashion"), "fashion", "moco", 2) == "results/runs/fashion/fashion/moco/seed2"
     assert paths.runs_root() == "results/runs/manual"
     assert paths.baseline_metrics("digits", "nmf", 1) == "results/baselines/digits/nmf/seed1/metrics.json"
+
+
+# ------------------------------------------------------------------ what a job asks a scheduler for
+def test_gpu_auto_is_decided_where_the_jobs_run(params):
+    """`gpu: auto` asks the `present` probe (the workflow: a cluster executor, or this machine's
+    nvidia-smi); true/false and device=cpu decide by themselves."""
+    auto = _set(params, "paper")
+    assert auto.uses_gpu(present=lambda: True) and not auto.uses_gpu(present=lambda: False)
+    never = lambda: pytest.fail("gpu: true/false must not probe")  # noqa: E731
+    assert _set(params, "paper", gpu=True).uses_gpu(present=never)
+    assert not _set(params, "smoke").uses_gpu(present=never)  # smoke: gpu false
+    assert not _set(params, "paper", train={"device": "cpu"}).uses_gpu(present=lambda: True)
+
+
+def test_job_resources_come_from_the_set(params):
+    paper = ExperimentSet.from_params(params, "paper")
+    assert paper.resources["train"].mem_mb == 16000
+    assert paper.resources["train"].runtime_for("tiny-imagenet") == 600
+    assert paper.resources["train"].runtime_for("cifar10", attempt=2) == 240
+    assert paper.resources["baseline"].runtime_for("tiny-imagenet") == 720
+    smoke = ExperimentSet.from_params(params, "smoke")  # no block: the defaults
+    assert smoke.resources["train"].mem_mb == 4000 and smoke.resources["baseline"].runtime_for("digits") == 60

@@ -18,6 +18,9 @@ rule baseline:
     benchmark:
         "benchmarks/baselines/{dataset}/{method}/seed{seed}.tsv"
     threads: 1
+    resources:
+        mem_mb=job_mem_mb("baseline"),
+        runtime=job_runtime("baseline"),
     conda:
         "../envs/scl.yaml"
     shell:

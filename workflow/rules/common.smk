@@ -8,7 +8,7 @@ from snakemake.exceptions import WorkflowError
 
 from scl import paths
 from scl.config import ConfigError, settings_to_json
-from scl.experiments import ABLATION_FIGURES, DATASET_FIGURES, TABLES, ExperimentSet, Run, code_digests
+from scl.experiments import ABLATION_FIGURES, DATASET_FIGURES, TABLES, ExperimentSet, Run, code_digests, gpu_present
 
 try:
     EXP = ExperimentSet.from_params(config)
@@ -45,9 +45,27 @@ def run_settings(wildcards, threads):
     return shlex.quote(settings_to_json(EXP.run_settings(_run(wildcards), threads)))
 
 
+def _gpus_where_jobs_run():
+    """gpu: auto -> a cluster executor's jobs get a GPU (the node building the DAG says nothing
+    about the compute nodes); local jobs when this machine has nvidia-smi."""
+    return workflow.non_local_exec or gpu_present()
+
+
 def train_gpu(wildcards):
-    """1 when the run holds a GPU: the profile's `resources: [gpu=N]` caps concurrent GPU jobs."""
-    return int(EXP.uses_gpu())
+    """1 when the run holds a GPU: locally `--resources gpu=N` caps concurrent GPU jobs and
+    scl.gpu_slots hands each its own device; on SLURM it becomes `--gpus=1`."""
+    return int(EXP.uses_gpu(_gpus_where_jobs_run))
+
+
+def job_mem_mb(kind):
+    """resources.mem_mb of a kind of job (train, baseline): the set's `resources` block."""
+    return EXP.resources[kind].mem_mb
+
+
+def job_runtime(kind):
+    """resources.runtime (minutes) of a kind of job, per dataset, times the attempt (a retry
+    resumes with more time)."""
+    return lambda wildcards, attempt: EXP.resources[kind].runtime_for(wildcards.dataset, attempt)
 
 
 # ------------------------------------------------------------------ data and baselines

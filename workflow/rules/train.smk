@@ -8,6 +8,9 @@
 # outputs before running it, and an interrupted run must keep its checkpoint to resume.
 # `scl train --restart-if-changed` resumes a checkpoint of the same identity, and discards one
 # of another. Wall-clock times go to timing.json beside (never compared, never versioned).
+# scl.gpu_slots gives a job holding a GPU a device of its own (CUDA_VISIBLE_DEVICES; nothing
+# to do on a CPU machine or inside a SLURM job). mem_mb and runtime are what a cluster job
+# asks for (params.yaml experiment_sets.<set>.resources; a retry gets twice the time).
 
 
 rule train:
@@ -30,10 +33,13 @@ rule train:
     threads: EXP.threads
     resources:
         gpu=train_gpu,
+        mem_mb=job_mem_mb("train"),
+        runtime=job_runtime("train"),
     conda:
         "../envs/scl.yaml"
     shell:
         """
-        scl train --settings {params.settings} --data {input.data} --out {params.run_dir} \
+        python -m scl.gpu_slots --gpus {resources.gpu} -- \
+            scl train --settings {params.settings} --data {input.data} --out {params.run_dir} \
             --restart-if-changed --no-progress > {log} 2>&1
         """
