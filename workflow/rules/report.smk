@@ -143,8 +143,8 @@ rule clusters:
         data=paths.prepared("{dataset}"),
         metrics=lambda w: EXP.run_metrics(Run(w.dataset, "scl", int(w.seed))),
     output:
-        csv=paths.clusters_dir(SET_NAME, "{dataset}", "{seed}") + "/clusters.csv",
-        index=paths.clusters_dir(SET_NAME, "{dataset}", "{seed}") + "/index.md",
+        csv=str(Path(paths.clusters_dir(SET_NAME, "{dataset}", "{seed}"), "clusters.csv")),
+        index=str(Path(paths.clusters_dir(SET_NAME, "{dataset}", "{seed}"), "index.md")),
     params:
         run=lambda w: EXP.run_dir(Run(w.dataset, "scl", int(w.seed))),
         out=lambda w, output: Path(output.csv).parent,
