@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 CORES  ?= 2
 
-.PHONY: setup run test test-fast lint clean-venv pipeline push pull gpu-check gpu-wheels
+.PHONY: setup run test test-fast test-slurm lint clean-venv pipeline push pull gpu-check gpu-wheels
 
 setup: $(STAMP)
 
@@ -32,6 +32,13 @@ test: setup
 # no training runs, no pipeline: the unit tests (tests marked @pytest.mark.slow left out)
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# the smoke set through a real single-node SLURM cluster (tests/slurm_cluster.py brings it up
+# and down; needs root). Installs slurm-wlm and munge from Debian when they are missing; the
+# test says why it is skipped where SLURM cannot start.
+test-slurm: setup
+	@if ! command -v slurmctld >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null 	  || echo "test-slurm: could not install slurm-wlm/munge; the SLURM test will be skipped"; fi
+	$(BIN)/python -m pytest -q -rs -m slurm tests/test_pipeline.py
 
 # The Snakemake + DVC pipeline (docs/PIPELINE.md). SET=smoke|digits|fashion|paper|folder
 # overrides params.yaml's experiment_set.
