@@ -67,7 +67,7 @@ class TrainSettings:
     channels_last: bool | str = "auto"
     compile: bool = False
     checkpoint_every: int = 1
-    diagnostics: bool = True
+    diagnostics: bool = False
     diagnostics_sample: int = 5000
 
 
