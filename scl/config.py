@@ -67,6 +67,8 @@ class TrainSettings:
     channels_last: bool | str = "auto"
     compile: bool = False
     checkpoint_every: int = 1
+    diagnostics: bool = False
+    diagnostics_sample: int = 5000
 
 
 @dataclass(frozen=True)
@@ -312,8 +314,10 @@ def with_data(settings: RunSettings, class_names, image_shape) -> RunSettings:
 # compile change the numerics slightly (rounding), as a change of device does; the method is
 # the same; checkpoint_every changes only when checkpoints are written (a resume replays the
 # epochs since the last one exactly). Every other setting is a method setting.
+# diagnostics / diagnostics_sample only add readings to the epoch log (numpy / sklearn RNG,
+# never torch's): the trained model is bit for bit the same (tests/test_epoch_diagnostics.py).
 EXECUTION_SETTINGS = frozenset({"device", "threads", "eval_batch_size", "amp", "channels_last", "compile",
-                                "checkpoint_every"})
+                                "checkpoint_every", "diagnostics", "diagnostics_sample"})
 METHOD_SETTINGS = tuple(k for k in TRAIN_KEYS if k not in EXECUTION_SETTINGS)
 
 # The code that computes a run: every module of the package except those that only prepare
@@ -323,11 +327,13 @@ METHOD_SETTINGS = tuple(k for k in TRAIN_KEYS if k not in EXECUTION_SETTINGS)
 # (and holds the exit-code handler); so are the checks that only refuse to start a run
 # (preflight.py: settings vs data and device; run_lock.py: one `scl train` per folder),
 # assign.py (applies a trained run to new images), and what says where and how long a job
-# runs (gpu_slots.py: its device; job_resources.py). estimate.py stays in: the trainer runs it
+# runs (gpu_slots.py: its device; job_resources.py), and epoch_diagnostics.py (readings added to
+# the epoch log only; proven not to change what is trained). estimate.py stays in: the trainer runs it
 # before the first epoch (on copies, under a forked RNG, but inside the run).
 NOT_TRAINING_CODE = ("data/", "report/", "reference/", "cli.py", "__main__.py", "bench.py", "baselines.py",
                      "paths.py", "experiments.py", "preflight.py", "run_lock.py", "assign.py", "hostsync.py",
-                     "bench_reference.py", "gpucheck.py", "gpu_slots.py", "job_resources.py")
+                     "bench_reference.py", "gpucheck.py", "gpu_slots.py", "job_resources.py",
+                     "epoch_diagnostics.py")
 
 
 def method_settings(settings: RunSettings) -> dict:

@@ -47,9 +47,11 @@ from scl.config import RunSettings, run_identity
 from scl.data.prepared import PreparedData
 from scl.device import (autocast, execution_choice, explain_compile_errors, grad_scaler, pick_device, resolve_amp,
                         resolve_channels_last, to_channels_last)
+from scl.epoch_diagnostics import epoch_diagnostics
 from scl.errors import CheckpointError, CheckpointMismatch, RunFailed, TrainingError  # noqa: F401 (re-exported)
 from scl.health import failure_message, run_problems
 from scl.io import atomic_savez, atomic_write_json, write_jsonl
+from scl.losses import memory_soft_assignment
 from scl.metrics import evaluate
 from scl.models.scl_model import SCLModel
 from scl.schedules import lr_schedule
@@ -268,17 +270,21 @@ class Trainer:
             ) from None
 
     def _end_of_epoch(self, rec: dict) -> dict[str, np.ndarray]:
-        """The clustering update (scl/cluster_state.py); scores the target task if labels exist."""
+        """The clustering update (scl/cluster_state.py); scores the target task if labels exist,
+        and with `diagnostics` adds the `diag_*` readings (scl/epoch_diagnostics.py) to the record."""
         t = self.t
         outs = self._infer_all()
+        evaluate_now = self.labels_true is not None and t.eval_every and (
+            (self.epoch + 1) % t.eval_every == 0 or self.epoch + 1 == t.epochs
+        )
+        if evaluate_now and t.diagnostics:  # before update_clusters: eq. 3 reads the memory before its refill
+            rec.update(epoch_diagnostics(outs, self.labels_true, self.s.dataset.num_classes, seed=self.s.seed,
+                                         sample_size=t.diagnostics_sample, memory_assign=self._memory_assign()))
         self.state, update, raw = update_clusters(
             self.state, outs, self.model.num_clusters, split_small=t.split_small,
             min_cluster_ratio=t.min_cluster_ratio, split_seed=self.s.seed + self.epoch,
             refill_seed=epoch_seed(self.s.seed, self.epoch) if t.refill_memory else None, memories=self.model.memories)
         rec.update(update)
-        evaluate_now = self.labels_true is not None and t.eval_every and (
-            (self.epoch + 1) % t.eval_every == 0 or self.epoch + 1 == t.epochs
-        )
         if evaluate_now:
             for task, labels in raw.items():
                 m = evaluate(self.labels_true, labels)
@@ -288,6 +294,24 @@ class Trainer:
                 m = evaluate(self.labels_true, _kmeans(outs["backbone"], self.s.dataset.num_classes, self.s.seed))
                 rec.update({"acc": m["acc"], "nmi": m["nmi"], "ari": m["ari"]})
         return outs
+
+    def _memory_assign(self, task: str = "target"):
+        """Eq. 3's argmax over the task's memory as it is now (features n x d -> n labels),
+        in chunks of eval_batch_size; None where the run has no such memory."""
+        if task not in self.model.num_clusters:
+            return None
+        memory, c, tau = self.model.memories[task], self.model.num_clusters[task], self.t.temperature
+
+        @torch.no_grad()
+        def assign(feats: np.ndarray) -> np.ndarray:
+            keys, bank, valid = memory.flat()
+            out = []
+            for start in range(0, len(feats), self.t.eval_batch_size):
+                q = torch.from_numpy(np.ascontiguousarray(feats[start : start + self.t.eval_batch_size])).to(keys)
+                out.append(memory_soft_assignment(q, keys, bank, valid, c, tau).argmax(1).cpu())
+            return torch.cat(out).numpy().astype(np.int64)
+
+        return assign
 
     # ------------------------------------------------------------------ the run
     def run(self, stop_after_epoch: int | None = None) -> dict | None:

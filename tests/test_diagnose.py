@@ -86,3 +86,29 @@ def test_scl_diagnose_writes_md_and_json(tmp_path, capsys):
     capsys.readouterr()
     assert main(["diagnose", "--dataset", "other", "--runs", str(runs), "--out", str(out)]) == 2
     assert "scl train --dataset other" in capsys.readouterr().err
+
+
+def test_scl_diagnose_shows_the_per_epoch_diagnostics_of_log_jsonl(tmp_path, capsys):
+    """A run whose log.jsonl holds diag_* readings gets a per-epoch table; one without, none."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 20)
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        _fake_run(runs, seed, rng, labels, spread=0.1)
+    log = [{"epoch": 1, "loss": 2.0, "diag_sample": 60, "diag_head_acc": 0.25, "diag_kmeans_target_acc": 0.625,
+            "diag_kmeans_backbone_acc": 0.5, "diag_memory_acc": 0.375, "diag_head_kmeans_agreement": 0.125},
+           {"epoch": 2, "loss": 1.5},  # an epoch that was not evaluated
+           {"epoch": 3, "loss": 1.0, "diag_sample": 60, "diag_head_acc": 0.75, "diag_kmeans_backbone_acc": 0.5}]
+    (runs / "toy" / "scl" / "seed0" / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    out = tmp_path / "diag"
+    assert main(["diagnose", "--dataset", "toy", "--runs", str(runs), "--no-pixels", "--out", str(out)]) == 0
+    doc = json.loads((tmp_path / "diag.json").read_text())
+    assert [e["epoch"] for e in doc["runs"][0]["epochs"]] == [1, 3]
+    assert doc["runs"][0]["epochs"][0]["diag_memory_acc"] == 0.375
+    assert doc["runs"][1]["epochs"] == []  # no log.jsonl
+    md = (tmp_path / "diag.md").read_text()
+    assert "Per-epoch diagnostics, scl seed 0 (ACC on a sample of 60 images" in md
+    assert "Per-epoch diagnostics, scl seed 1" not in md
+    assert "| 1 | 0.250 | 0.625 | 0.500 | 0.375 | 0.125 |" in md
+    assert "| 3 | 0.750 |  | 0.500 |  |  |" in md
+    capsys.readouterr()

@@ -279,3 +279,14 @@ def test_tables_and_bars_use_only_the_requested_seeds(tmp_path):
     rows = t.entries[(t.entries["source"] == "reproduced") & (t.entries["dataset"] == "digits")]
     with_rw = rows[rows["method"].str.contains("with re-weighting")].iloc[0]
     assert with_rw["acc"] == pytest.approx(0.85) and int(with_rw["n_seeds"]) == 2
+
+
+def test_curve_keys_add_the_diagnostics_after_losses_and_accs():
+    from scl.report.figures import _curve_keys
+
+    recs = [{"epoch": 1, "loss": 1.0, "mi_target": 0.5, "acc": 0.3, "lr": 0.1, "diag_sample": 100,
+             "diag_head_acc": 0.3, "diag_kmeans_target_acc": 0.6},
+            {"epoch": 2, "loss": 0.9, "acc_under": 0.2, "diag_memory_acc": 0.4}]
+    assert _curve_keys(recs) == ["loss", "mi_target", "acc", "acc_under", "diag_head_acc", "diag_kmeans_target_acc",
+                                 "diag_memory_acc"]
+    assert _curve_keys([{"epoch": 1, "loss": 1.0}]) == ["loss"]

@@ -11,6 +11,10 @@ For every finished run (dataset, variant, seed) that kept `features.npz`:
            clustering objective loses what the encoder learnt; knn low means the encoder
            never learnt it.
   recall   per class, the share of its images in the cluster the Hungarian map gives it
+  epochs   where the run's log.jsonl holds them, the per-epoch `diag_*` readings of
+           scl/epoch_diagnostics.py (head, K-means on target and backbone features, eq. 3's
+           memory argmax, head/K-means agreement): when the head went wrong, and whether the
+           features held a better partition earlier
 
 `diagnose(...)` returns the rows, `diagnose_pixels` the same readings of raw pixels (the
 reference an encoder should beat); `render_markdown` the table `scl diagnose` writes.
@@ -87,7 +91,27 @@ def diagnose_run(run_dir: Path, seed: int = 0) -> dict:
         "head": {k: float(metrics[k]) for k in ("acc", "nmi", "ari")},
         **_readings(f["backbone"].astype(np.float32), labels, seed),
         "recall": class_recall(labels, pred),
+        "epochs": epoch_trajectory(run_dir / "log.jsonl"),
     }
+
+
+DIAG_COLUMNS = {  # log.jsonl key -> column of the per-epoch table
+    "diag_head_acc": "head",
+    "diag_kmeans_target_acc": "K-means target feat.",
+    "diag_kmeans_backbone_acc": "K-means backbone",
+    "diag_memory_acc": "eq. 3 memory",
+    "diag_head_kmeans_agreement": "head/K-means agree",
+}
+
+
+def epoch_trajectory(log_path: Path) -> list[dict]:
+    """Per epoch that has them, the epoch number and its `diag_*` readings (empty without)."""
+    from scl.io import read_jsonl
+
+    if not log_path.is_file():
+        return []
+    return [{"epoch": r.get("epoch", i + 1), **{k: v for k, v in r.items() if k.startswith("diag_")}}
+            for i, r in enumerate(read_jsonl(log_path)) if any(k.startswith("diag_") for k in r)]
 
 
 def diagnose_pixels(images: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict:
@@ -130,7 +154,23 @@ def render_markdown(rows: list[dict], class_names=None, pixels: dict | None = No
               "|---|" + "---:|" * len(rows)]
     for cls in classes:
         lines.append(f"| {name(cls)} | " + " | ".join(f"{r['recall'].get(cls, 0.0):.2f}" for r in rows) + " |")
+    for r in rows:
+        if r.get("epochs"):
+            lines += _trajectory_table(r)
     lines += ["", "- head: the run's own assignment (metrics.json); K-means: n_init 10 on L2-normalised backbone "
               "features; k-NN: leave-one-out, cosine, majority of 20, a supervised probe of the same features.",
               "- Written by `scl diagnose` (scl/report/diagnose.py)."]
     return "\n".join(lines) + "\n"
+
+
+def _trajectory_table(row: dict) -> list[str]:
+    """Markdown lines: the per-epoch diagnostics of one run (columns only where some epoch has them)."""
+    epochs = row["epochs"]
+    cols = [k for k in DIAG_COLUMNS if any(k in e for e in epochs)]
+    n = max((e.get("diag_sample", 0) for e in epochs), default=0)
+    lines = ["", f"Per-epoch diagnostics, {row['variant']} seed {row['seed']} (ACC on a sample of {n} images; "
+             "scl/epoch_diagnostics.py):", "",
+             "| epoch | " + " | ".join(DIAG_COLUMNS[k] for k in cols) + " |", "|---:|" + "---:|" * len(cols)]
+    for e in epochs:
+        lines.append(f"| {e['epoch']} | " + " | ".join(f"{e[k]:.3f}" if k in e else "" for k in cols) + " |")
+    return lines

@@ -277,7 +277,8 @@ def _curve_keys(records: list[dict]) -> list[str]:
     keys = list(dict.fromkeys(k for r in records for k in r))
     losses = [k for k in keys if k == "loss"] + [k for k in keys if k.startswith(("mi_", "cd_"))]
     accs = [k for k in keys if k == "acc"] + [k for k in keys if k.startswith("acc_")]
-    return losses + accs
+    diags = [k for k in keys if k.startswith("diag_") and k != "diag_sample"]  # scl/epoch_diagnostics.py
+    return losses + accs + diags
 
 
 def finished_logs(runs_dir, dataset: str, variant: str) -> list[Path]:
@@ -320,6 +321,8 @@ def figure_curves(runs_dir, dataset: str | None, variant: str = "scl") -> bytes:
                 ex, ey = zip(*pts)
                 ax.plot(ex, ey, marker="." if len(pts) < 30 else None, lw=1, label=name)
         ax.set_title(key, fontsize=9)
+        if key.startswith("diag_"):  # ACC-like readings: one scale, so the panels compare at a glance
+            ax.set_ylim(0, 1.02)
         ax.set_xlabel("epoch", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=7)
