@@ -20,6 +20,7 @@ idx = np.sort(np.concatenate([rng.choice(np.flatnonzero(d.labels == c), 2000, re
 save_prepared(sys.argv[1], d.images[idx], d.labels[idx], list(d.class_names))
 PY
 fi
+[ "${1:-}" = --subset-only ] && exit 0  # (fashion-diagnostics.sh builds the subset this way)
 # The trials start from the fashion block as it was before them (width 32, ema 0.9, fp32);
 # each sets what it varies. (Trial B, crop scale 0.2-1, was a temporary edit of the
 # grayscale recipe and is not rerun here.)
