@@ -96,7 +96,7 @@ Departures from torchvision / MoCo v2 semantics (deliberate and small)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Literal
 
 import torch
@@ -160,41 +160,32 @@ class Recipe:
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
+_MOCOV2 = Recipe(
+    name="mocov2",
+    channels=3,
+    mean=_IMAGENET_MEAN,
+    std=_IMAGENET_STD,
+    geometry="crop",
+    padding_mode="border",
+    crop_scale=(0.2, 1.0),
+    flip_p=0.5,
+    jitter=(("brightness", 0.6, 1.4), ("contrast", 0.6, 1.4), ("saturation", 0.6, 1.4), ("hue", -0.1, 0.1)),
+    jitter_p=0.8,
+    grayscale_p=0.2,
+    blur_p=0.5,
+    blur_sigma=(0.1, 2.0),
+    blur_min_size=64,
+)
+
 _RECIPES: dict[str, Recipe] = {
-    "mocov2": Recipe(
-        name="mocov2",
-        channels=3,
-        mean=_IMAGENET_MEAN,
-        std=_IMAGENET_STD,
-        geometry="crop",
-        padding_mode="border",
-        crop_scale=(0.2, 1.0),
-        flip_p=0.5,
-        jitter=(("brightness", 0.6, 1.4), ("contrast", 0.6, 1.4), ("saturation", 0.6, 1.4), ("hue", -0.1, 0.1)),
-        jitter_p=0.8,
-        grayscale_p=0.2,
-        blur_p=0.5,
-        blur_sigma=(0.1, 2.0),
-        blur_min_size=64,
-    ),
+    "mocov2": _MOCOV2,
     # mocov2 with SimCLR's colour distortion of strength 1 (Chen et al. 2020, appendix A:
     # ColorJitter(0.8, 0.8, 0.8, 0.2) with p 0.8, grayscale 0.2): for images whose classes
     # do not lie in their colours (the `folder` default; see results/folder-demo).
-    "strong_color": Recipe(
+    "strong_color": replace(
+        _MOCOV2,
         name="strong_color",
-        channels=3,
-        mean=_IMAGENET_MEAN,
-        std=_IMAGENET_STD,
-        geometry="crop",
-        padding_mode="border",
-        crop_scale=(0.2, 1.0),
-        flip_p=0.5,
         jitter=(("brightness", 0.2, 1.8), ("contrast", 0.2, 1.8), ("saturation", 0.2, 1.8), ("hue", -0.2, 0.2)),
-        jitter_p=0.8,
-        grayscale_p=0.2,
-        blur_p=0.5,
-        blur_sigma=(0.1, 2.0),
-        blur_min_size=64,
     ),
     # colour images whose classes do not lie in their colours (the `folder` default, from
     # the trials in results/folder-demo): every view, and the eval path, is the image's
