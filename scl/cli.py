@@ -243,6 +243,12 @@ def run_baseline(args) -> int:
 
 
 # ---------------------------------------------------------------------------- scl table / figure / diagnose
+def _add_runs_option(p) -> None:
+    """--runs, the run tree that table, figure and diagnose read."""
+    p.add_argument("--runs", default=paths.runs_root(), help=f"a run tree (default: {paths.runs_root()}, "
+                   "where `scl train` puts runs; the workflow's are results/runs/<set>)")
+
+
 def _add_table_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "table", help="Table 1, 2 or 3: reproduced numbers beside the paper's (md, csv, tex)",
@@ -250,8 +256,7 @@ def _add_table_parser(subparsers) -> None:
                     "the paper's reported numbers as <out>.md, <out>.csv and <out>.tex.",
     )
     p.add_argument("name", choices=TABLES)
-    p.add_argument("--runs", default=paths.runs_root(), help=f"a run tree (default: {paths.runs_root()}, "
-                   "where `scl train` puts runs; the workflow's are results/runs/<set>)")
+    _add_runs_option(p)
     p.add_argument("--baselines", default=paths.BASELINES_DIR, help=f"baseline results (default: {paths.BASELINES_DIR})")
     p.add_argument("--out", help="output path without suffix (default: results/tables/<name>)")
     p.add_argument("--datasets", nargs="+", metavar="D",
@@ -297,8 +302,7 @@ def _add_figure_parser(subparsers) -> None:
                     "every seed of one dataset/variant; confusion: classes x clusters of one run.",
     )
     p.add_argument("name", choices=FIGURES)
-    p.add_argument("--runs", default=paths.runs_root(), help=f"a run tree (default: {paths.runs_root()}, "
-                   "where `scl train` puts runs; the workflow's are results/runs/<set>)")
+    _add_runs_option(p)
     p.add_argument("--out", help="PNG to write (default: results/figures/<name>.png)")
     p.add_argument("--dataset", help="fig5, fig6, curves: the dataset (fig3/fig4: only this one)")
     p.add_argument("--datasets", nargs="+", metavar="D", help="fig3, fig4: these datasets, in this order "
@@ -340,8 +344,7 @@ def _add_diagnose_parser(subparsers) -> None:
                     "leave-one-out k-NN accuracy of those features (a supervised probe) and per-class recall.",
     )
     p.add_argument("--dataset", required=True)
-    p.add_argument("--runs", default=paths.runs_root(), help=f"a run tree (default: {paths.runs_root()}, "
-                   "where `scl train` puts runs; the workflow's are results/runs/<set>)")
+    _add_runs_option(p)
     p.add_argument("--variants", nargs="+", default=["scl"], metavar="V", help="default: scl")
     p.add_argument("--seeds", nargs="+", type=int, metavar="S", help="default: every finished seed")
     p.add_argument("--data", help="prepared .npz: class names and the raw-pixel reference row "
