@@ -42,6 +42,17 @@ def digest_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + DIGEST_SUFFIX)
 
 
+def _dict_like(obj: dict, out: dict) -> dict:
+    """`out` as the kind of dict `obj` is: a module's state_dict (an OrderedDict) keeps its
+    version `_metadata`, which load_state_dict reads."""
+    if not isinstance(obj, OrderedDict):
+        return out
+    out = OrderedDict(out)
+    if hasattr(obj, "_metadata"):
+        out._metadata = obj._metadata
+    return out
+
+
 def to_safe(obj: Any) -> Any:
     """`obj` with numpy arrays -> marked tensors and numpy scalars -> Python numbers, recursively."""
     if isinstance(obj, np.ndarray):
@@ -51,12 +62,7 @@ def to_safe(obj: Any) -> Any:
     if isinstance(obj, dict):
         if _ND in obj:
             raise ValueError(f"a checkpoint dict may not use the key {_ND!r}")
-        out = {k: to_safe(v) for k, v in obj.items()}
-        if isinstance(obj, OrderedDict):  # a module's state_dict: keep its version _metadata
-            out = OrderedDict(out)
-            if hasattr(obj, "_metadata"):
-                out._metadata = obj._metadata
-        return out
+        return _dict_like(obj, {k: to_safe(v) for k, v in obj.items()})
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_safe(v) for v in obj)
     return obj
@@ -67,12 +73,7 @@ def from_safe(obj: Any) -> Any:
     if isinstance(obj, dict):
         if set(obj) == {_ND}:
             return obj[_ND].cpu().numpy()
-        out = {k: from_safe(v) for k, v in obj.items()}
-        if isinstance(obj, OrderedDict):
-            out = OrderedDict(out)
-            if hasattr(obj, "_metadata"):
-                out._metadata = obj._metadata
-        return out
+        return _dict_like(obj, {k: from_safe(v) for k, v in obj.items()})
     if isinstance(obj, (list, tuple)):
         return type(obj)(from_safe(v) for v in obj)
     return obj
