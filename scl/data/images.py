@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -140,22 +140,27 @@ def load_images(paths: Sequence[str | os.PathLike], size: int, mode: str = "RGB"
     def fill(i: int) -> None:
         out[i] = load_image(paths[i], size, mode)
 
+    _for_each_index(fill, len(paths), workers, desc)
+    return out
+
+
+def _for_each_index(fill: Callable[[int], None], n: int, workers: int | None, desc: str) -> None:
+    """fill(0) .. fill(n - 1) on `workers` threads (default_workers() when None) with a progress bar."""
     workers = workers or default_workers()
-    with tqdm(total=len(paths), desc=desc, unit="img", disable=None) as bar:
+    with tqdm(total=n, desc=desc, unit="img", disable=None) as bar:
         if workers == 1:
-            for i in range(len(paths)):
+            for i in range(n):
                 fill(i)
                 bar.update()
         else:
             pool = ThreadPoolExecutor(max_workers=workers)
             try:
                 # map re-raises the first failure (a DataError naming the file) in this thread.
-                for _ in pool.map(fill, range(len(paths))):
+                for _ in pool.map(fill, range(n)):
                     bar.update()
             finally:
                 # On failure, drop the queued images instead of decoding them all first.
                 pool.shutdown(wait=True, cancel_futures=True)
-    return out
 
 
 def load_images_tolerant(paths: Sequence[str | os.PathLike], size: int, mode: str = "RGB",
@@ -178,14 +183,5 @@ def load_images_tolerant(paths: Sequence[str | os.PathLike], size: int, mode: st
         except (MemoryError, Exception) as e:  # noqa: BLE001 - a decoder bug on one file must not stop the job
             reasons[i] = f"{type(e).__name__}: {e}"
 
-    workers = workers or default_workers()
-    with tqdm(total=len(paths), desc=desc, unit="img", disable=None) as bar:
-        if workers == 1:
-            for i in range(len(paths)):
-                fill(i)
-                bar.update()
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                for _ in pool.map(fill, range(len(paths))):
-                    bar.update()
+    _for_each_index(fill, len(paths), workers, desc)
     return out, reasons
