@@ -51,7 +51,6 @@ from scl.epoch_diagnostics import epoch_diagnostics
 from scl.errors import CheckpointError, CheckpointMismatch, RunFailed, TrainingError  # noqa: F401 (re-exported)
 from scl.health import failure_message, run_problems
 from scl.io import atomic_savez, atomic_write_json, write_jsonl
-from scl.losses import memory_soft_assignment
 from scl.metrics import evaluate
 from scl.models.scl_model import SCLModel
 from scl.schedules import lr_schedule
@@ -300,15 +299,13 @@ class Trainer:
         in chunks of eval_batch_size; None where the run has no such memory."""
         if task not in self.model.num_clusters:
             return None
-        memory, c, tau = self.model.memories[task], self.model.num_clusters[task], self.t.temperature
 
         @torch.no_grad()
         def assign(feats: np.ndarray) -> np.ndarray:
-            keys, bank, valid = memory.flat()
             out = []
             for start in range(0, len(feats), self.t.eval_batch_size):
-                q = torch.from_numpy(np.ascontiguousarray(feats[start : start + self.t.eval_batch_size])).to(keys)
-                out.append(memory_soft_assignment(q, keys, bank, valid, c, tau).argmax(1).cpu())
+                q = torch.from_numpy(np.ascontiguousarray(feats[start : start + self.t.eval_batch_size])).to(self.device)
+                out.append(self.model.memory_probabilities(task, q).argmax(1).cpu())
             return torch.cat(out).numpy().astype(np.int64)
 
         return assign

@@ -198,6 +198,10 @@ class SCLModel(nn.Module):
             if t in self.classifiers:
                 out[f"prob_{t}"] = torch.softmax(self.classifiers[t](q[t]), dim=1)
             else:
-                keys, bank, valid = self.memories[t].flat()
-                out[f"prob_{t}"] = memory_soft_assignment(q[t], keys, bank, valid, self.num_clusters[t], self.cfg.temperature)
+                out[f"prob_{t}"] = self.memory_probabilities(t, q[t])
         return out
+
+    def memory_probabilities(self, task: str, q: torch.Tensor) -> torch.Tensor:
+        """Eq. 3's p~ of features q (B x d) over the task's memory as it is now: B x C."""
+        keys, bank, valid = self.memories[task].flat()
+        return memory_soft_assignment(q, keys, bank, valid, self.num_clusters[task], self.cfg.temperature)
