@@ -130,14 +130,20 @@ def test_reference_tables_are_package_data():
     assert np.bincount(cifar100_coarse_map()).tolist() == [5] * 20
 
 
-def test_prepare_cifar10_from_archive_via_file_url(tmp_path, monkeypatch):
-    """The whole path: file:// download -> md5 check -> atomic extraction -> read -> .npz."""
+def write_cifar10_archive(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A small cifar-10-python.tar.gz in tmp_path/mirror, laid out as the upstream one."""
     staging = tmp_path / "staging"
     x, y = write_cifar10(staging / "cifar-10-batches-py", per_batch=2)
     archive = tmp_path / "mirror" / "cifar-10-python.tar.gz"
     archive.parent.mkdir()
     with tarfile.open(archive, "w:gz") as t:
         t.add(staging / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    return archive, x, y
+
+
+def test_prepare_cifar10_from_archive_via_file_url(tmp_path, monkeypatch):
+    """The whole path: file:// download -> md5 check -> atomic extraction -> read -> .npz."""
+    archive, x, y = write_cifar10_archive(tmp_path)
     digest = hashlib.md5(archive.read_bytes()).hexdigest()
     res = Resource("cifar-10-python.tar.gz", (archive.as_uri(),), digest, "cifar-10-batches-py")
     monkeypatch.setitem(registry.DATASETS, "cifar10", replace(registry.DATASETS["cifar10"], resources=(res,)))

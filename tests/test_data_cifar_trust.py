@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tarfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from scl.data import cifar, registry
 from scl.data.download import Resource, extracted_differences
 from scl.data.errors import DataError
 from scl.data.prepared import load_prepared
-from test_data_cifar import write_cifar10
+from test_data_cifar import write_cifar10, write_cifar10_archive
 
 
 class RunsCode:
@@ -43,12 +42,7 @@ def test_a_crafted_batch_is_refused_not_run(tmp_path):
 @pytest.fixture
 def cifar_archive(tmp_path, monkeypatch):
     """A small CIFAR-10 archive served from a file:// mirror, pinned by its md5 as the real one is."""
-    staging = tmp_path / "staging"
-    x, y = write_cifar10(staging / "cifar-10-batches-py", per_batch=2)
-    archive = tmp_path / "mirror" / "cifar-10-python.tar.gz"
-    archive.parent.mkdir()
-    with tarfile.open(archive, "w:gz") as t:
-        t.add(staging / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    archive, x, y = write_cifar10_archive(tmp_path)
     res = replace(registry.DATASETS["cifar10"].resources[0], urls=(archive.as_uri(),),
                   md5=hashlib.md5(archive.read_bytes()).hexdigest())
     assert res.verify_extracted

@@ -26,6 +26,7 @@ from scl.config import load_params, resolve
 from scl.data.prepared import load_prepared, save_prepared
 from scl.data.registry import prepare
 from scl.train import Trainer, train
+from test_checkpoint import flip_bytes_in_largest_tensor
 
 ROOT = Path(__file__).resolve().parents[1]
 # small and quick: 400 digits (40 a class), 2 epochs of 6 steps, a narrow CNN.
@@ -90,22 +91,6 @@ def test_checkpoint_without_digest_is_a_mismatch_the_workflow_restarts(small_npz
     assert scl_train(small_npz, out, "--restart-if-changed") == 0  # what the workflow passes
     assert "starting afresh" in capsys.readouterr().err and not marker.exists()
     assert json.loads((out / "metrics.json").read_text())["acc"] > 0
-
-
-def flip_bytes_in_largest_tensor(path: Path, nbytes: int = 64) -> None:
-    """XOR `nbytes` bytes in the middle of the largest tensor storage (torch stores them uncompressed)."""
-    import zipfile
-
-    with zipfile.ZipFile(path) as z:
-        info = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
-    with open(path, "r+b") as f:
-        f.seek(info.header_offset + 26)
-        name_len, extra_len = int.from_bytes(f.read(2), "little"), int.from_bytes(f.read(2), "little")
-        start = info.header_offset + 30 + name_len + extra_len + max(0, info.file_size // 2 - nbytes // 2)
-        f.seek(start)
-        chunk = f.read(min(nbytes, info.file_size))
-        f.seek(start)
-        f.write(bytes(b ^ 0xFF for b in chunk))
 
 
 def test_flipped_bytes_in_a_checkpoint_are_refused(small_npz, tmp_path, capsys):
