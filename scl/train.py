@@ -163,6 +163,10 @@ class Trainer:
                 **({} if self.scaler is None else {"scaler": self.scaler.state_dict()}),
             },
         )
+        self._write_log()
+
+    def _write_log(self) -> None:
+        """log.jsonl (the epoch records without wall-clock fields) and timing.json (those fields)."""
         write_jsonl(self.out / "log.jsonl", split_timing(self.records)[0])
         write_timing(self.out, self.records)
 
@@ -349,8 +353,7 @@ class Trainer:
                 if self.epoch % self.t.checkpoint_every == 0 or self.epoch == self.t.epochs:
                     self.save_checkpoint()
                 else:  # the log goes on every epoch; a resume rewrites it from the checkpoint
-                    write_jsonl(self.out / "log.jsonl", split_timing(self.records)[0])
-                    write_timing(self.out, self.records)
+                    self._write_log()
                 if bar is not None and "acc" in rec:
                     bar.set_postfix(epoch=self.epoch, loss=f"{rec['loss']:.3f}", acc=f"{rec['acc']:.3f}",
                                     img_s=f"{rec['samples_per_s']:.0f}")
