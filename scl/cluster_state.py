@@ -7,6 +7,10 @@ After every epoch, from the query encoder's outputs on the whole (un-augmented) 
   ODC (a)     class-balanced weights of the concept-discrimination loss
   refill      (ours, not in the paper) rebuild each semantic memory from the new labels
 
+With `init_labels: kmeans` (ours, issue 10) clustering starts, instead of from the random
+partition, from K-means on each task's features (`start_from_kmeans`), at the end of the
+`cluster_warmup_epochs` (or before the first epoch without warm-up).
+
 `update_clusters` is a function of explicit state: it takes a `ClusterState` and returns
 a new one with the epoch's log record; only the memory refill acts in place (on the
 model's memories, when given).
@@ -40,6 +44,33 @@ class ClusterState:
             class_weights={t: np.ones(c, np.float32) for t, c in num_clusters.items()},
             change_counts=np.full(n, float(s0), np.float32),
         )
+
+
+def start_from_kmeans(
+    state: ClusterState,
+    outs: dict[str, np.ndarray],
+    num_clusters: dict[str, int],
+    s0: float,
+    seed: int,
+    refill_seed: int | None = None,
+    memories=None,
+) -> tuple[ClusterState, dict]:
+    """`init_labels: kmeans` (ours, issue 10): every clustered task starts from K-means (C_t
+    clusters) on its own features `feat_<task>` instead of the random partition; the class
+    weights follow the new labels and the eq. 6 counts start again at s^0 (the switch is
+    the start of clustering, not a change of label). With refill_seed and memories, each
+    task's memory is rebuilt from the new labels, as after a refresh.
+    Returns the new state and a log record (per task: the cluster sizes of the partition)."""
+    pseudo, rec = dict(state.pseudo), {}
+    for task, c in num_clusters.items():
+        pseudo[task] = pl.kmeans_partition(outs[f"feat_{task}"], c, seed)
+        rec[f"sizes_{task}"] = np.bincount(pseudo[task], minlength=c).tolist()
+        if memories is not None and refill_seed is not None:
+            memories[task].refill(torch.from_numpy(outs[f"feat_{task}"]), torch.from_numpy(pseudo[task]),
+                                  torch.Generator().manual_seed(refill_seed))
+    weights = {t: pl.balanced_class_weights(pseudo[t], c) for t, c in num_clusters.items()}
+    counts = np.full(len(state.change_counts), float(s0), np.float32)
+    return ClusterState(pseudo, weights, counts), rec
 
 
 def reweight_task(tasks) -> str | None:

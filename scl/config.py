@@ -69,6 +69,8 @@ class TrainSettings:
     checkpoint_every: int = 1
     diagnostics: bool = False
     diagnostics_sample: int = 5000
+    cluster_warmup_epochs: int = 0  # ours (issue 10): epochs before pseudo-labels are used (scl/train.py)
+    init_labels: str = "random"  # random (spec section 6) | kmeans (ours): the partition clustering starts from
 
 
 @dataclass(frozen=True)
@@ -270,6 +272,10 @@ def resolve(params: dict, dataset: str, variant: str = "scl", seed: int = 0, ove
     if not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     train = TrainSettings(**{**merged, "tasks": tuple(merged["tasks"])})
+    if train.cluster_warmup_epochs >= train.epochs:
+        raise ConfigError(
+            f"run {dataset}/{variant}: cluster_warmup_epochs {train.cluster_warmup_epochs} leaves no clustering epoch "
+            f"of {train.epochs}; lower cluster_warmup_epochs below epochs (0 = the paper's Algorithm 1)")
     dataset_settings = DatasetSettings(name=dataset, **{k: v for k, v in ds.items() if k != "train"})
     settings = RunSettings(dataset=dataset_settings, variant=variant, seed=seed, train=train, overrides=dict(overrides or {}))
     if dataset_settings.num_classes is not None:

@@ -16,6 +16,13 @@ def random_partition(n: int, num_clusters: int, rng: np.random.Generator) -> np.
     return rng.permutation(np.arange(n) % num_clusters).astype(np.int64)
 
 
+def kmeans_partition(features: np.ndarray, num_clusters: int, seed: int) -> np.ndarray:
+    """Initial pseudo-labels from K-means on features (ours, `init_labels: kmeans`, issue 10):
+    the partition a trained representation already holds, instead of a random one."""
+    km = KMeans(n_clusters=num_clusters, n_init=10, random_state=seed)
+    return km.fit_predict(np.asarray(features, np.float64)).astype(np.int64)
+
+
 def refresh(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eq. 5: y_i = argmax_j of the classifier output (or of p~ without online CD).
 

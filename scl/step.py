@@ -77,6 +77,7 @@ def train_step(
     weights: dict[str, torch.Tensor] | None = None,
     amp: torch.dtype | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    clustering: bool = True,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One update: forward under autocast (`amp`), backward (scaled by `scaler` for fp16,
     which skips steps with inf/nan gradients), optimiser step, momentum update of the key
@@ -84,11 +85,12 @@ def train_step(
 
     x_q, x_k: B x C x H x W augmented views (in the model's memory layout); labels: per
     clustered task the batch's pseudo-labels (B); counts: eq. 6 label-change counts of the
-    batch (B) or None (no re-weighting); weights: per task class weights (C) or None.
+    batch (B) or None (no re-weighting); weights: per task class weights (C) or None;
+    clustering: False during `cluster_warmup_epochs` (no pseudo-label used, SCLModel.training_step).
     Returns the loss (0-dim) and its terms, tensors on the batch's device.
     """
     with autocast(x_q.device, amp):
-        loss, terms, keys = model.training_step(x_q, x_k, labels, counts, weights)
+        loss, terms, keys = model.training_step(x_q, x_k, labels, counts, weights, clustering)
     opt.zero_grad(set_to_none=True)
     if scaler is None:
         loss.backward()

@@ -42,7 +42,7 @@ from tqdm import tqdm
 from scl import checkpoint as ckpt
 from scl import pseudo_labels as pl
 from scl.augment import build_augment, build_eval_transform
-from scl.cluster_state import ClusterState, update_clusters
+from scl.cluster_state import ClusterState, start_from_kmeans, update_clusters
 from scl.config import RunSettings, run_identity
 from scl.data.prepared import PreparedData
 from scl.device import (autocast, execution_choice, explain_compile_errors, grad_scaler, pick_device, resolve_amp,
@@ -238,7 +238,14 @@ class Trainer:
             "weights": ({k: torch.from_numpy(v).to(dev) for k, v in self.state.class_weights.items()}
                         if t.balance_loss else None),
             "counts": torch.from_numpy(self.state.change_counts).to(dev) if t.reweight else None,
+            "clustering": self._clustering(self.epoch),
         }
+
+    def _clustering(self, epoch: int) -> bool:
+        """Whether (0-based) epoch `epoch` trains the clustered tasks on pseudo-labels: every
+        epoch in Algorithm 1; not the first `cluster_warmup_epochs` (ours, issue 10), which
+        train every task as instance discrimination (SCLModel.training_step)."""
+        return epoch >= self.t.cluster_warmup_epochs
 
     def _draw_views(self, gen: torch.Generator, step: int) -> list:
         """Augmentation parameters of the next chunk of steps, in one copy to the device: the
@@ -257,7 +264,7 @@ class Trainer:
         counts = None if inputs["counts"] is None else inputs["counts"][idx]
         set_lr(self.opt, float(self.lrs[self.epoch * self.steps_per_epoch + step]))  # host array: no read
         loss, terms = train_step(self.model, self.opt, x_q, x_k, labels, counts, inputs["weights"], self.amp,
-                                 self.scaler)
+                                 self.scaler, inputs["clustering"])
         tally.add(torch.stack([loss, *terms.values()]))
 
     def _check_finite(self, tally: EpochTally) -> None:
@@ -283,10 +290,17 @@ class Trainer:
         if evaluate_now and t.diagnostics:  # before update_clusters: eq. 3 reads the memory before its refill
             rec.update(epoch_diagnostics(outs, self.labels_true, self.s.dataset.num_classes, seed=self.s.seed,
                                          sample_size=t.diagnostics_sample, memory_assign=self._memory_assign()))
-        self.state, update, raw = update_clusters(
-            self.state, outs, self.model.num_clusters, split_small=t.split_small,
-            min_cluster_ratio=t.min_cluster_ratio, split_seed=self.s.seed + self.epoch,
-            refill_seed=epoch_seed(self.s.seed, self.epoch) if t.refill_memory else None, memories=self.model.memories)
+        if self._clustering(self.epoch):  # eq. 5 refresh, guards, eq. 6 counts, class weights
+            self.state, update, raw = update_clusters(
+                self.state, outs, self.model.num_clusters, split_small=t.split_small,
+                min_cluster_ratio=t.min_cluster_ratio, split_seed=self.s.seed + self.epoch,
+                refill_seed=epoch_seed(self.s.seed, self.epoch) if t.refill_memory else None,
+                memories=self.model.memories)
+        else:  # a warm-up epoch: no pseudo-label was used, none is refreshed
+            update = {"warmup": True}
+            if self._clustering(self.epoch + 1):  # the last warm-up epoch: clustering starts after it
+                update.update(self._start_clusters(outs))
+            raw = dict(self.state.pseudo)  # scored below: the partition the next epoch trains on
         rec.update(update)
         if evaluate_now:
             for task, labels in raw.items():
@@ -297,6 +311,18 @@ class Trainer:
                 m = evaluate(self.labels_true, _kmeans(outs["backbone"], self.s.dataset.num_classes, self.s.seed))
                 rec.update({"acc": m["acc"], "nmi": m["nmi"], "ari": m["ari"]})
         return outs
+
+    def _start_clusters(self, outs: dict[str, np.ndarray]) -> dict:
+        """Where clustering starts (`init_labels`): the random partition (spec section 6)
+        stays as it is; `kmeans` (ours, issue 10) replaces it by K-means on each task's
+        features (scl/cluster_state.py `start_from_kmeans`). Returns a log record."""
+        if self.t.init_labels != "kmeans" or not self.model.num_clusters:
+            return {}
+        self.state, rec = start_from_kmeans(
+            self.state, outs, self.model.num_clusters, self.t.reweight_s0, self.s.seed,
+            refill_seed=epoch_seed(self.s.seed, self.epoch) if self.t.refill_memory else None,
+            memories=self.model.memories)
+        return {"init_labels": "kmeans", **rec}
 
     def _memory_assign(self, task: str = "target"):
         """Eq. 3's argmax over the task's memory as it is now (features n x d -> n labels),
@@ -323,9 +349,15 @@ class Trainer:
     def _run(self, stop_after_epoch: int | None) -> dict | None:
         self.out.mkdir(parents=True, exist_ok=True)
         execution = self.execution  # recorded beside the first epoch this process trains
-        if not self.try_resume() and self.t.save_features:
-            init = self._infer_all()
-            atomic_savez(self.out / "features_init.npz", **_features(init), labels=self._labels_or_empty())
+        if not self.try_resume():
+            init = None
+            if self.t.save_features:
+                init = self._infer_all()
+                atomic_savez(self.out / "features_init.npz", **_features(init), labels=self._labels_or_empty())
+            if self.t.cluster_warmup_epochs == 0 and self.t.init_labels == "kmeans":
+                # no warm-up: K-means on the initial features before the first epoch (kept in
+                # the first checkpoint's state, so a resume never redoes it)
+                self._start_clusters(init if init is not None else self._infer_all())
         if self.estimate and self.epoch < self.t.epochs:
             from scl.estimate import describe, estimate_run
 

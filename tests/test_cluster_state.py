@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from scl.cluster_state import ClusterState, reweight_task, update_clusters
+from scl.cluster_state import ClusterState, reweight_task, start_from_kmeans, update_clusters
 from scl.memory import SemanticMemory
 
 
@@ -118,3 +118,34 @@ def test_initial_state_is_a_balanced_random_partition():
     assert s.class_weights["under"].tolist() == [1.0] * 5
     again = ClusterState.initial(10, {"target": 2, "under": 5}, 1.0, seed=3)
     assert all(np.array_equal(s.pseudo[t], again.pseudo[t]) for t in s.pseudo)
+
+
+def test_start_from_kmeans_finds_the_blobs_and_restarts_counts_weights_and_memory():
+    """init_labels: kmeans: each task's labels are K-means on its own features (three tight
+    blobs for the target task, two for under), the eq. 6 counts start again at s^0, the
+    class weights follow the new sizes, and each bank is refilled from its cluster."""
+    rng = np.random.default_rng(0)
+    centres = np.array([[1, 0], [0, 1], [-1, 0]], np.float32)
+    truth = np.repeat([0, 1, 2], [4, 3, 5])  # sizes 4, 3, 5
+    feat = centres[truth] + 0.01 * rng.standard_normal((12, 2)).astype(np.float32)
+    under_truth = (truth == 2).astype(int)
+    outs = {"feat_target": feat, "feat_under": centres[[0, 2]][under_truth] + 0.01}
+    clusters = {"target": 3, "under": 2}
+    old = ClusterState.initial(12, clusters, 1.0, seed=0)
+    old = ClusterState(old.pseudo, old.class_weights, np.arange(12, dtype=np.float32))  # counts moved on
+    mem = SemanticMemory(3, 2, 2, "random", torch.Generator().manual_seed(0))
+    new, rec = start_from_kmeans(old, outs, clusters, s0=1.0, seed=0, refill_seed=3, memories={"target": mem,
+                                 "under": SemanticMemory(2, 2, 2, "random", torch.Generator().manual_seed(0))})
+    for task, want in (("target", truth), ("under", under_truth)):
+        got = new.pseudo[task]
+        # the same partition up to a renaming of the clusters
+        assert len({(a, b) for a, b in zip(got, want)}) == clusters[task], (task, got, want)
+    assert sorted(rec["sizes_target"]) == [3, 4, 5]
+    assert new.change_counts.tolist() == [1.0] * 12
+    sizes = np.bincount(new.pseudo["target"], minlength=3)
+    w = new.class_weights["target"]
+    assert w[sizes.argmin()] > w[sizes.argmax()] and w.mean() == pytest.approx(1.0)
+    for c in range(3):  # every key of bank c is the feature of a member of cluster c
+        members = {tuple(feat[i].tolist()) for i in np.flatnonzero(new.pseudo["target"] == c)}
+        assert {tuple(k.tolist()) for k in mem.fifo(c)} <= members
+    assert old.change_counts[5] == 5.0  # the old state is untouched

@@ -462,3 +462,28 @@ def test_training_step_with_empty_memory_is_finite():
     x_q, x_k, labels = tiny_batch(model)
     loss, terms, _ = model.training_step(x_q, x_k, labels)
     assert torch.isfinite(loss), {k: v.item() for k, v in terms.items()}
+
+
+# ----------------------------------------------------------------- warm-up (cluster_warmup_epochs)
+def test_warmup_step_is_instance_discrimination_in_every_task():
+    """clustering=False: each clustered task's MI term is eq. 1 with every valid slot as a
+    negative (the loop with exclude_own=False), unweighted; the CD terms are 0 and no
+    gradient reaches the classifiers."""
+    model = build()
+    x_q, x_k, labels = tiny_batch(model)
+    counts = torch.tensor([1.0, 5.0, 1.0, 2.0, 1.0, 3.0])  # ignored in warm-up
+    loss, terms, _ = model.training_step(x_q, x_k, labels, counts, None, clustering=False)
+    _, q = model.encoder_q(x_q)
+    _, k = model.encoder_k(x_k)
+    for t in model.clustered:
+        mem, bank, valid = model.memories[t].flat()
+        expected = loop_mi_loss(q[t].double(), k[t].double(), mem.double(), bank, valid, labels[t],
+                                exclude_own=False, tau=model.cfg.temperature)
+        assert terms[f"mi_{t}"].item() == pytest.approx(expected.mean().item(), rel=1e-5)
+        assert terms[f"cd_{t}"].item() == 0.0
+    assert loss.item() == pytest.approx(sum(v.item() for v in terms.values()), rel=1e-6)
+    loss.backward()
+    assert all(p.grad is None for p in model.classifiers.parameters())
+    # the clustering step of the same batch differs: its negatives exclude the own cluster
+    _, clustered, _ = build().training_step(x_q, x_k, labels, counts)
+    assert clustered["mi_target"].item() != pytest.approx(terms["mi_target"].item(), rel=1e-3)

@@ -113,22 +113,27 @@ class SCLModel(nn.Module):
         pseudo_labels: dict[str, torch.Tensor],
         change_counts: torch.Tensor | None = None,
         class_weights: dict[str, torch.Tensor] | None = None,
+        clustering: bool = True,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Losses of one mini-batch (Algorithm 1). Returns (total loss, loss terms, keys).
 
         Keys are returned so the caller can enqueue them *after* the optimiser step.
+        clustering=False (ours: the `cluster_warmup_epochs`, issue 10): no pseudo-label is
+        used, so every task is plain instance discrimination (every bank supplies negatives,
+        as without cross-cluster ID) and the concept-discrimination terms are 0 (no gradient
+        reaches the classifiers).
         """
         _, q = self.encoder_q(x_q)
         with torch.no_grad():
             _, k = self.encoder_k(x_k)
         with _float32(x_q):  # the losses in float32, also under autocast
-            return self._losses(q, k, pseudo_labels, change_counts, class_weights)
+            return self._losses(q, k, pseudo_labels, change_counts, class_weights, clustering)
 
     def term_names(self) -> list[str]:
         """The names of the loss terms `training_step` returns, in its order."""
         return [name for t in self.tasks for name in (f"mi_{t}", f"cd_{t}") if name[:2] == "mi" or t in self.classifiers]
 
-    def _losses(self, q, k, pseudo_labels, change_counts, class_weights):
+    def _losses(self, q, k, pseudo_labels, change_counts, class_weights, clustering=True):
         tau = self.cfg.temperature
         terms: dict[str, torch.Tensor] = {}
         for t in self.tasks:
@@ -136,10 +141,12 @@ class SCLModel(nn.Module):
             if t == "instance":
                 usable = slot_valid[None, :].expand(len(q[t]), -1)
             else:
-                usable = negative_mask(pseudo_labels[t], slot_bank, slot_valid, self.cfg.cross_cluster)
+                usable = negative_mask(pseudo_labels[t], slot_bank, slot_valid, self.cfg.cross_cluster and clustering)
             per_sample = contrastive_loss(q[t], k[t], mem_keys, usable, tau)  # N
-            terms[f"mi_{t}"] = reweighted_mean(per_sample, change_counts)
-            if t in self.classifiers:
+            terms[f"mi_{t}"] = reweighted_mean(per_sample, change_counts if clustering else None)
+            if t in self.classifiers and not clustering:
+                terms[f"cd_{t}"] = q[t].new_zeros(())  # warm-up: no concept discrimination yet
+            elif t in self.classifiers:
                 # eq. 3 soft targets come from the momentum-key memory; no gradient (detached)
                 with torch.no_grad():
                     targets = memory_soft_assignment(q[t], mem_keys, slot_bank, slot_valid, self.num_clusters[t], tau)

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Issue 10's study: one change at a time against the fashion set's settings, on the
+# class-balanced 20,000-image subset (workflow/scripts/fashion-trials.sh --subset-only), seeds
+# 0-2, 8 epochs, one thread per run, two runs at a time on 2 cores (about 4 min a pair here).
+# Usage: workflow/scripts/fashion-study.sh NAME [KEY=VALUE ...]
+#   e.g. workflow/scripts/fashion-study.sh warmup2-kmeans cluster_warmup_epochs=2 init_labels=kmeans
+# Writes results/tuning/fashion/study/NAME/runs/fashion/scl/seed<k>/ (log.jsonl with the diag_*
+# readings, metrics.json), NAME/settings.txt (the overrides) and NAME/curves.png. A finished run
+# is kept (rerunning the script trains only what is missing); SEEDS="0 1 2 3" widens the study.
+# The comparison table: `python workflow/scripts/fashion_study_table.py` (study/README.md).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+name=$1; shift
+subset=data/prepared/fashion-20k.npz
+out=results/tuning/fashion/study/$name
+[ -f "$subset" ] || workflow/scripts/fashion-trials.sh --subset-only
+mkdir -p "$out"
+printf '%s\n' "$@" > "$out/settings.txt"
+sets=(); for kv in "$@"; do sets+=(--set "$kv"); done
+for seed in ${SEEDS:-0 1 2}; do
+    run=$out/runs/fashion/scl/seed$seed
+    [ -f "$run/metrics.json" ] && continue
+    scl train --dataset fashion --seed "$seed" --data "$subset" --out "$run" --no-progress \
+        --set threads=1 "${sets[@]}" > /dev/null 2> "$out/train-seed$seed.log" &
+    if [ "$(jobs -r | wc -l)" -ge "${PARALLEL:-2}" ]; then wait -n; fi
+done
+wait
+scl figure curves --runs "$out/runs" --dataset fashion --out "$out/curves.png" > /dev/null

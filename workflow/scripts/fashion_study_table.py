@@ -1,0 +1,70 @@
+"""Issue 10's study table: every setting of results/tuning/fashion/study/ (and the starting
+point, results/tuning/fashion/diagnostics/) side by side, mean +- sample std over seeds.
+
+Per setting: the head's final ACC (metrics.json, all 20,000 images), and from the last
+epoch's diag_* readings (a seeded 5,000-image sample, scl/epoch_diagnostics.py): K-means on
+the backbone and on the target-task features, and the head's best epoch.
+Usage: python workflow/scripts/fashion_study_table.py   -> study/summary.md and summary.json
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2] / "results" / "tuning" / "fashion"
+STUDY = ROOT / "study"
+
+
+def _runs(folder: Path) -> list[dict]:
+    out = []
+    for seed_dir in sorted((folder / "runs" / "fashion" / "scl").glob("seed*")):
+        if not (seed_dir / "metrics.json").exists():
+            continue  # unfinished: never averaged in
+        metrics = json.loads((seed_dir / "metrics.json").read_text())
+        log = [json.loads(line) for line in (seed_dir / "log.jsonl").read_text().splitlines()]
+        out.append({"seed": metrics["seed"], "acc": metrics["acc"], "nmi": metrics["nmi"],
+                    "kmeans_backbone": log[-1].get("diag_kmeans_backbone_acc"),
+                    "kmeans_target": log[-1].get("diag_kmeans_target_acc"),
+                    "best_epoch_acc": max(r["acc"] for r in log if not r.get("warmup"))})
+    return out
+
+
+def _mean_std(values) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def main() -> int:
+    settings = [("start (the fashion set as it was)", ROOT / "diagnostics", "(none)")]
+    for folder in sorted(p for p in STUDY.iterdir() if p.is_dir()):
+        text = (folder / "settings.txt").read_text().split() if (folder / "settings.txt").exists() else []
+        settings.append((folder.name, folder, " ".join(text) or "(none)"))
+    rows, summary = [], {}
+    for name, folder, overrides in settings:
+        runs = _runs(folder)
+        if not runs:
+            continue
+        summary[name] = {"overrides": overrides, "runs": runs}
+        rows.append(f"| {name} | `{overrides}` | {len(runs)} | **{_mean_std([r['acc'] for r in runs])}** | "
+                    + " ".join(f"{r['acc']:.3f}" for r in runs) + " | "
+                    + f"{_mean_std([r['kmeans_backbone'] for r in runs])} | {_mean_std([r['kmeans_target'] for r in runs])} | "
+                    + f"{_mean_std([r['best_epoch_acc'] for r in runs])} |")
+    table = "\n".join([
+        "| setting | overrides | n | head ACC (mean ± sample std) | per seed | K-means backbone (last epoch, 5k sample) "
+        "| K-means target feat. | head's best epoch |",
+        "|---|---|---|---|---|---|---|---|", *rows])
+    (STUDY / "summary.md").write_text(table + "\n")
+    (STUDY / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
