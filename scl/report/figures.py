@@ -311,10 +311,15 @@ def figure_curves(runs_dir, dataset: str | None, variant: str = "scl") -> bytes:
     plt = _plt()
     from matplotlib.ticker import MaxNLocator
 
+    # cluster_warmup_epochs (issue 10): those epochs use no pseudo-label; their `acc` is that of
+    # the partition held (random, then the K-means start), shaded so it does not read as the head's
+    warm = max((r.get("epoch", 0) for recs in runs.values() for r in recs if r.get("warmup")), default=0)
     ncols = min(4, len(keys))
     nrows = -(-len(keys) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.5 * nrows), squeeze=False)
     for ax, key in zip(axes.flat, keys):
+        if warm:
+            ax.axvspan(0.5, warm + 0.5, color="0.85", lw=0, zorder=0)
         for name, recs in runs.items():
             pts = [(r.get("epoch", i + 1), r[key]) for i, r in enumerate(recs) if r.get(key) is not None]
             if pts:
@@ -330,7 +335,8 @@ def figure_curves(runs_dir, dataset: str | None, variant: str = "scl") -> bytes:
     for ax in list(axes.flat)[len(keys):]:
         ax.set_visible(False)
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle(f"Training curves: {dataset}/{variant}", fontsize=10)
+    fig.suptitle(f"Training curves: {dataset}/{variant}"
+                 + (f" (grey: {warm} warm-up epochs, instance discrimination only)" if warm else ""), fontsize=10)
     fig.tight_layout()
     return _png(fig)
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Issue 10's study: one change at a time against the fashion set's settings, on the
+# Issue 10's study: one change at a time against the fashion block of params.yaml as it is (the
+# rows in results/tuning/fashion/README.md were run before it took warm-up 2 + K-means), on the
 # class-balanced 20,000-image subset (workflow/scripts/fashion-trials.sh --subset-only), seeds
 # 0-2, 8 epochs, one thread per run, two runs at a time on 2 cores (about 4 min a pair here).
 # Usage: workflow/scripts/fashion-study.sh NAME [KEY=VALUE ...]
