@@ -61,12 +61,18 @@ def _fake_run(root, seed, rng, labels, spread):
     (d / "metrics.json").write_text(json.dumps({"acc": 0.9, "nmi": 0.8, "ari": 0.7}))
 
 
-def test_scl_diagnose_writes_md_and_json(tmp_path, capsys):
+def _two_fake_runs(tmp_path):
+    """Seeds 0 and 1 of toy/scl under tmp_path/runs: 3 classes of 20, well-separated features."""
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(3), 20)
     runs = tmp_path / "runs"
     for seed in (0, 1):
         _fake_run(runs, seed, rng, labels, spread=0.1)
+    return rng, labels, runs
+
+
+def test_scl_diagnose_writes_md_and_json(tmp_path, capsys):
+    rng, labels, runs = _two_fake_runs(tmp_path)
     images = (rng.random((60, 4, 4, 1)) * 255).astype(np.uint8)
     data = save_prepared(tmp_path / "toy.npz", images, labels, ["a", "b", "c"])
     out = tmp_path / "out" / "diag"
@@ -90,11 +96,7 @@ def test_scl_diagnose_writes_md_and_json(tmp_path, capsys):
 
 def test_scl_diagnose_shows_the_per_epoch_diagnostics_of_log_jsonl(tmp_path, capsys):
     """A run whose log.jsonl holds diag_* readings gets a per-epoch table; one without, none."""
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(3), 20)
-    runs = tmp_path / "runs"
-    for seed in (0, 1):
-        _fake_run(runs, seed, rng, labels, spread=0.1)
+    _, _, runs = _two_fake_runs(tmp_path)
     log = [{"epoch": 1, "loss": 2.0, "diag_sample": 60, "diag_head_acc": 0.25, "diag_kmeans_target_acc": 0.625,
             "diag_kmeans_backbone_acc": 0.5, "diag_memory_acc": 0.375, "diag_head_kmeans_agreement": 0.125},
            {"epoch": 2, "loss": 1.5},  # an epoch that was not evaluated

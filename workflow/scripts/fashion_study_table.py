@@ -10,7 +10,6 @@ Usage: python workflow/scripts/fashion_study_table.py   -> study/summary.md and 
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -19,13 +18,15 @@ STUDY = ROOT / "study"
 
 
 def _runs(folder: Path) -> list[dict]:
+    """The finished, not failed runs of one setting (scl.report.collect.scan_results), in seed order."""
+    from scl.io import read_jsonl
+    from scl.report.collect import scan_results
+
     out = []
-    for seed_dir in sorted((folder / "runs" / "fashion" / "scl").glob("seed*")):
-        if not (seed_dir / "metrics.json").exists():
-            continue  # unfinished: never averaged in
-        metrics = json.loads((seed_dir / "metrics.json").read_text())
-        log = [json.loads(line) for line in (seed_dir / "log.jsonl").read_text().splitlines()]
-        out.append({"seed": metrics["seed"], "acc": metrics["acc"], "nmi": metrics["nmi"],
+    for _, _, seed, path in scan_results(folder / "runs"):
+        metrics = json.loads(path.read_text())
+        log = read_jsonl(path.parent / "log.jsonl")
+        out.append({"seed": seed, "acc": metrics["acc"], "nmi": metrics["nmi"],
                     "kmeans_backbone": log[-1].get("diag_kmeans_backbone_acc"),
                     "kmeans_target": log[-1].get("diag_kmeans_target_acc"),
                     "best_epoch_acc": max(r["acc"] for r in log if not r.get("warmup"))})
@@ -33,12 +34,14 @@ def _runs(folder: Path) -> list[dict]:
 
 
 def _mean_std(values) -> str:
+    """mean ± sample std by the tables' one rule (scl.report.collect.mean_std)."""
+    from scl.report.collect import mean_std
+
     values = [v for v in values if v is not None]
     if not values:
         return "-"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+    mean, std = mean_std(values)
+    return f"{mean:.3f}" if len(values) == 1 else f"{mean:.3f} ± {std:.3f}"
 
 
 def main() -> int:

@@ -34,7 +34,7 @@ def check(run: Path, data_path: str, views: int, batch: int = 1024) -> dict:
     params = load_params("params.yaml")
     ck = ckpt.load_checkpoint(run / "checkpoint.pt", map_location="cpu")
     settings = resolve(params, metrics["dataset"], metrics["variant"], metrics["seed"],
-                       {k: v for k, v in ck["identity"]["settings"]["train"].items()})
+                       dict(ck["identity"]["settings"]["train"]))  # the run's own method settings
     model = build_model(settings)
     model.load_state_dict(ck["model"])
     model.eval()
