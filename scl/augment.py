@@ -177,6 +177,20 @@ _MOCOV2 = Recipe(
     blur_min_size=64,
 )
 
+_GRAYSCALE = Recipe(
+    name="grayscale",
+    channels=1,
+    mean=(0.286,),  # Fashion-MNIST pixel mean / std: one constant for the recipe
+    std=(0.353,),
+    geometry="crop",
+    padding_mode="zeros",  # never read (see Recipe.padding_mode); black background anyway
+    crop_scale=(0.5, 1.0),
+    flip_p=0.5,
+    jitter=(("brightness", 0.6, 1.4), ("contrast", 0.6, 1.4)),
+    jitter_p=0.8,
+    noise_std=0.02,
+)
+
 _RECIPES: dict[str, Recipe] = {
     "mocov2": _MOCOV2,
     # mocov2 with SimCLR's colour distortion of strength 1 (Chen et al. 2020, appendix A:
@@ -191,35 +205,18 @@ _RECIPES: dict[str, Recipe] = {
     # the trials in results/folder-demo): every view, and the eval path, is the image's
     # luminance (kept as 3 equal channels, so data, sheets and exports stay in colour),
     # augmented as the grayscale recipe augments Fashion-MNIST.
-    "luminance": Recipe(
+    "luminance": replace(
+        _GRAYSCALE,
         name="luminance",
         channels=3,
         mean=_IMAGENET_MEAN,
         std=_IMAGENET_STD,
-        geometry="crop",
         padding_mode="border",
-        crop_scale=(0.5, 1.0),
-        flip_p=0.5,
-        jitter=(("brightness", 0.6, 1.4), ("contrast", 0.6, 1.4)),
-        jitter_p=0.8,
         grayscale_p=1.0,
-        noise_std=0.02,
         eval_grayscale=True,
         grayscale_first=True,
     ),
-    "grayscale": Recipe(
-        name="grayscale",
-        channels=1,
-        mean=(0.286,),  # Fashion-MNIST pixel mean / std: one constant for the recipe
-        std=(0.353,),
-        geometry="crop",
-        padding_mode="zeros",  # never read (see Recipe.padding_mode); black background anyway
-        crop_scale=(0.5, 1.0),
-        flip_p=0.5,
-        jitter=(("brightness", 0.6, 1.4), ("contrast", 0.6, 1.4)),
-        jitter_p=0.8,
-        noise_std=0.02,
-    ),
+    "grayscale": _GRAYSCALE,
     "digits": Recipe(
         name="digits",
         channels=1,

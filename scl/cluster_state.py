@@ -46,6 +46,14 @@ class ClusterState:
         )
 
 
+def _refill(memories, task: str, outs: dict[str, np.ndarray], labels: np.ndarray, seed: int | None) -> None:
+    """`refill_memory` (ours): rebuild `task`'s memory, in place, from its features and
+    labels, with a generator seeded by `seed`; nothing when either memories or seed is None."""
+    if memories is not None and seed is not None:
+        memories[task].refill(torch.from_numpy(outs[f"feat_{task}"]), torch.from_numpy(labels),
+                              torch.Generator().manual_seed(seed))
+
+
 def start_from_kmeans(
     state: ClusterState,
     outs: dict[str, np.ndarray],
@@ -65,9 +73,7 @@ def start_from_kmeans(
     for task, c in num_clusters.items():
         pseudo[task] = pl.kmeans_partition(outs[f"feat_{task}"], c, seed)
         rec[f"sizes_{task}"] = np.bincount(pseudo[task], minlength=c).tolist()
-        if memories is not None and refill_seed is not None:
-            memories[task].refill(torch.from_numpy(outs[f"feat_{task}"]), torch.from_numpy(pseudo[task]),
-                                  torch.Generator().manual_seed(refill_seed))
+        _refill(memories, task, outs, pseudo[task], refill_seed)
     weights = {t: pl.balanced_class_weights(pseudo[t], c) for t, c in num_clusters.items()}
     counts = np.full(len(state.change_counts), float(s0), np.float32)
     return ClusterState(pseudo, weights, counts), rec
@@ -120,9 +126,7 @@ def update_clusters(
         pseudo[task] = new
         weights[task] = pl.balanced_class_weights(new, c)
         raw_labels[task] = raw
-        if memories is not None and refill_seed is not None:
-            # make the memory agree with the refreshed labels at once, so a cluster
-            # re-seeded by guard (b) holds from the next step
-            memories[task].refill(torch.from_numpy(outs[f"feat_{task}"]), torch.from_numpy(new),
-                                  torch.Generator().manual_seed(refill_seed))
+        # make the memory agree with the refreshed labels at once, so a cluster
+        # re-seeded by guard (b) holds from the next step
+        _refill(memories, task, outs, new, refill_seed)
     return ClusterState(pseudo, weights, counts), rec, raw_labels

@@ -318,9 +318,12 @@ class Trainer:
         features (scl/cluster_state.py `start_from_kmeans`). Returns a log record."""
         if self.t.init_labels != "kmeans" or not self.model.num_clusters:
             return {}
+        # the refill's seed is the last warm-up epoch's (W - 1); for W = 0 it is "epoch -1",
+        # so it differs from epoch 0's own refill after the first refresh
+        start_epoch = self.t.cluster_warmup_epochs - 1
         self.state, rec = start_from_kmeans(
             self.state, outs, self.model.num_clusters, self.t.reweight_s0, self.s.seed,
-            refill_seed=epoch_seed(self.s.seed, self.epoch) if self.t.refill_memory else None,
+            refill_seed=epoch_seed(self.s.seed, start_epoch) if self.t.refill_memory else None,
             memories=self.model.memories)
         return {"init_labels": "kmeans", **rec}
 

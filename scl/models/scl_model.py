@@ -144,9 +144,10 @@ class SCLModel(nn.Module):
                 usable = negative_mask(pseudo_labels[t], slot_bank, slot_valid, self.cfg.cross_cluster and clustering)
             per_sample = contrastive_loss(q[t], k[t], mem_keys, usable, tau)  # N
             terms[f"mi_{t}"] = reweighted_mean(per_sample, change_counts if clustering else None)
-            if t in self.classifiers and not clustering:
-                terms[f"cd_{t}"] = q[t].new_zeros(())  # warm-up: no concept discrimination yet
-            elif t in self.classifiers:
+            if t in self.classifiers:
+                if not clustering:
+                    terms[f"cd_{t}"] = q[t].new_zeros(())  # warm-up: no concept discrimination yet
+                    continue
                 # eq. 3 soft targets come from the momentum-key memory; no gradient (detached)
                 with torch.no_grad():
                     targets = memory_soft_assignment(q[t], mem_keys, slot_bank, slot_valid, self.num_clusters[t], tau)
