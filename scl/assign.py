@@ -100,7 +100,7 @@ def load_run(run_dir: str | Path, device: str = "auto", amp: str = "off", channe
     model.to(dev).eval()
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    eval_tf = build_eval_transform(t["augment"], ds["image_size"], ds["channels"]).to(dev)
+    eval_tf = build_eval_transform(t["augment"], ds["image_size"], ds["channels"], t.get("eval_crop", 1.0)).to(dev)
     return TrainedHead(model, eval_tf, ds["image_size"], ds["channels"], ds["num_classes"], dev, s,
                        amp_dtype(amp, dev), channels_last)
 

@@ -415,7 +415,24 @@ class _RecipeModule(nn.Module):
 
 
 class EvalTransform(_RecipeModule):
-    """The un-augmented path: uint8 -> [0, 1] -> (resize to image_size if needed) -> normalise."""
+    """The un-augmented path: uint8 -> [0, 1] -> (resize to image_size if needed) ->
+    (centred crop, resized back, when ``crop`` < 1) -> normalise.
+
+    ``crop`` (the `eval_crop` setting; ours, issue 10) is the side of a centred square crop
+    as a fraction of the image's side, resampled (bilinear) to ``image_size``: 1 is the
+    whole image, the paper's un-augmented input. Below 1 it enlarges the object as the
+    training views' crops do on average (a RandomResizedCrop of area scale s has sides
+    whose geometric mean is sqrt(s) of the image's), so the images the head labels and
+    the features are read from look like the views it was trained on."""
+
+    def __init__(self, recipe: str, image_size: int, channels: int, crop: float = 1.0) -> None:
+        super().__init__(recipe, image_size, channels)
+        if isinstance(crop, bool) or not isinstance(crop, (int, float)) or not 0.0 < crop <= 1.0:
+            raise ValueError(f"eval crop must be a fraction of the image side in (0, 1], got {crop!r} (1 = whole image)")
+        self.crop = float(crop)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.crop == 1.0 else f", crop={self.crop}")
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
@@ -426,6 +443,13 @@ class EvalTransform(_RecipeModule):
             )
         if self.recipe.eval_grayscale and img.shape[1] > 1:
             img = _luminance(img).expand(-1, img.shape[1], -1, -1).contiguous()
+        if self.crop < 1.0:
+            # theta = crop * identity maps the output's [-1, 1] onto the centred box; the
+            # sample points stay inside the image, so the padding is never read
+            theta = torch.zeros(len(img), 2, 3, dtype=img.dtype, device=img.device)
+            theta[:, 0, 0] = theta[:, 1, 1] = self.crop
+            grid = F.affine_grid(theta, list(img.shape), align_corners=False)
+            img = F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         return self._normalise_(img)
 
 
@@ -772,6 +796,7 @@ def build_augment(recipe: str, image_size: int, channels: int) -> BatchAugment:
     return BatchAugment(recipe, image_size, channels)
 
 
-def build_eval_transform(recipe: str, image_size: int, channels: int) -> EvalTransform:
-    """The un-augmented path of `recipe`: the same normalisation, no randomness."""
-    return EvalTransform(recipe, image_size, channels)
+def build_eval_transform(recipe: str, image_size: int, channels: int, crop: float = 1.0) -> EvalTransform:
+    """The un-augmented path of `recipe`: the same normalisation, no randomness; `crop` < 1
+    takes a centred crop of that side fraction (the `eval_crop` setting)."""
+    return EvalTransform(recipe, image_size, channels, crop)

@@ -71,6 +71,7 @@ class TrainSettings:
     diagnostics_sample: int = 5000
     cluster_warmup_epochs: int = 0  # ours (issue 10): epochs before pseudo-labels are used (scl/train.py)
     init_labels: str = "random"  # random (spec section 6) | kmeans (ours): the partition clustering starts from
+    eval_crop: float = 1.0  # ours (issue 10): side fraction of the centred crop the un-augmented path reads; 1 = whole image
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,7 @@ class Trainer:
         # the whole uint8 dataset lives on the training device; batches are drawn by index
         self.images = torch.from_numpy(data.images).permute(0, 3, 1, 2).contiguous().to(self.device)
         self.augment = build_augment(self.t.augment, ds.image_size, ds.channels).to(self.device)
-        self.eval_tf = build_eval_transform(self.t.augment, ds.image_size, ds.channels).to(self.device)
+        self.eval_tf = build_eval_transform(self.t.augment, ds.image_size, ds.channels, self.t.eval_crop).to(self.device)
 
         self.model = build_model(settings).to(self.device)
         self.amp, amp_why = resolve_amp(self.t.amp, self.device)

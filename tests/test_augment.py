@@ -104,6 +104,32 @@ def test_eval_transform_values():
 # ---------------------------------------------------------------------------------------
 
 
+
+def test_eval_crop_resamples_the_centred_box_by_hand():
+    # A 4 x 4 horizontal ramp (columns 0, 40, 80, 120). crop 0.5: the output's pixel centres
+    # (-0.75, -0.25, 0.25, 0.75 in [-1, 1]) map to 0.5x that, i.e. input columns 0.75, 1.25,
+    # 1.75, 2.25 (align_corners=False: column = (g + 1) * 4 / 2 - 0.5): bilinear values 30, 50, 70, 90.
+    ramp = torch.tensor([0, 40, 80, 120], dtype=torch.uint8).repeat(4, 1).view(1, 1, 4, 4)
+    y = build_eval_transform("digits", 4, 1, crop=0.5)(ramp)[0, 0]
+    expected = (torch.tensor([30.0, 50.0, 70.0, 90.0]) / 255 - 0.5) / 0.5
+    torch.testing.assert_close(y, expected.repeat(4, 1), rtol=0, atol=1e-5)
+    # crop 1 is the whole image, as before the setting existed
+    torch.testing.assert_close(build_eval_transform("digits", 4, 1, crop=1.0)(ramp), build_eval_transform("digits", 4, 1)(ramp))
+
+
+def test_eval_crop_enlarges_a_centred_object_by_one_over_crop():
+    x = torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
+    x[..., 10:18, 10:18] = 255  # an 8 x 8 square in the middle
+    y = build_eval_transform("grayscale", 28, 1, crop=0.5)(x)
+    lit = (y[0, 0] > (0.5 - 0.286) / 0.353).sum().item()  # pixels above half brightness
+    assert lit == 16 * 16  # 8 / 0.5 = 16 pixels a side
+
+
+@pytest.mark.parametrize("crop", [0.0, -0.1, 1.5, True, "0.8"])
+def test_eval_crop_outside_0_1_is_a_clear_error(crop):
+    with pytest.raises(ValueError, match=r"eval crop must be a fraction of the image side in \(0, 1\]"):
+        build_eval_transform("grayscale", 28, 1, crop=crop)
+
 @pytest.mark.parametrize(("recipe", "size", "channels"), CASES, ids=CASE_IDS)
 def test_each_sample_gets_its_own_parameters(recipe, size, channels):
     # The torchvision-v2 pitfall: a transform on a batch tensor draws one parameter set

@@ -247,3 +247,22 @@ def test_warmup_must_leave_a_clustering_epoch(params):
         _settings(params, epochs=3, cluster_warmup_epochs=3)
     with pytest.raises(ConfigError, match="init_labels"):
         _settings(params, init_labels="spectral")
+
+
+def test_eval_crop_reaches_the_head_and_scl_assign(params, digits_npz, tmp_path):
+    """`eval_crop` (ours, issue 10) is the un-augmented path of the whole run: the final
+    assignments come from centre-cropped images, and `scl assign` (load_run) reads the same
+    setting from the checkpoint, so it reproduces them; labelling the whole images instead
+    gives other probabilities (the setting is not a no-op)."""
+    from scl.assign import head_probabilities, load_run
+    from scl.augment import build_eval_transform
+
+    data = load_prepared(digits_npz)
+    train(_settings(params, epochs=1, eval_crop=0.5), data, tmp_path, progress=False)
+    head = load_run(tmp_path, device="cpu")
+    assert head.eval_tf.crop == 0.5
+    probs = head_probabilities(head, data.images)
+    with np.load(tmp_path / "assignments.npz") as a:
+        np.testing.assert_array_equal(probs.argmax(1), a["pred"])
+    head.eval_tf = build_eval_transform("digits", 8, 1)  # the whole image
+    assert not np.allclose(head_probabilities(head, data.images), probs, atol=1e-3)

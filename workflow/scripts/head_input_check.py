@@ -40,7 +40,7 @@ def check(run: Path, data_path: str, views: int, batch: int = 1024) -> dict:
     model.eval()
     ds = settings.dataset
     images = torch.from_numpy(data.images).permute(0, 3, 1, 2).contiguous()
-    eval_tf = build_eval_transform(settings.train.augment, ds.image_size, ds.channels)
+    eval_tf = build_eval_transform(settings.train.augment, ds.image_size, ds.channels, settings.train.eval_crop)
     augment = build_augment(settings.train.augment, ds.image_size, ds.channels)
     gen = torch.Generator().manual_seed(12345)
 
