@@ -40,7 +40,8 @@ def check(run: Path, data_path: str, views: int, batch: int = 1024) -> dict:
     model.eval()
     ds = settings.dataset
     images = torch.from_numpy(data.images).permute(0, 3, 1, 2).contiguous()
-    eval_tf = build_eval_transform(settings.train.augment, ds.image_size, ds.channels, settings.train.eval_crop)
+    eval_tf = build_eval_transform(settings.train.augment, ds.image_size, ds.channels,
+                                   ck["identity"]["settings"]["train"].get("eval_crop", 1.0))  # runs before it: 1
     augment = build_augment(settings.train.augment, ds.image_size, ds.channels)
     gen = torch.Generator().manual_seed(12345)
 

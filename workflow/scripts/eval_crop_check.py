@@ -1,0 +1,82 @@
+"""Issue 10's read-out check for `eval_crop`: the same trained model, read at several crops.
+
+For each finished run and each crop c of `--crops`, the un-augmented path is rebuilt with
+eval_crop = c (scl.augment.build_eval_transform) and every image is read once: K-means on
+the L2-normalised backbone features (as MoCo + K-means is scored: scl.train._kmeans, seeded
+by the run's seed) and, for runs with a target head, the head's eq. 5 labels. Training is
+not repeated, so the only difference between two crops is the read-out. For MoCo the
+read-out is all the crop changes (no pseudo-label reads the eval path during training);
+for SCL the crop it was trained with also chose its eq. 5 labels during training.
+Usage: python workflow/scripts/eval_crop_check.py --data NPZ --out JSON [--crops 1 0.86] RUN_DIR ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def check(run: Path, images: torch.Tensor, labels: np.ndarray, crops: list[float], batch: int = 1024) -> dict:
+    from scl import checkpoint as ckpt
+    from scl.augment import build_eval_transform
+    from scl.config import load_params, resolve
+    from scl.metrics import evaluate
+    from scl.step import build_model
+    from scl.train import _kmeans
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    ck = ckpt.load_checkpoint(run / "checkpoint.pt", map_location="cpu")
+    trained = ck["identity"]["settings"]["train"]  # the run's own method settings
+    settings = resolve(load_params("params.yaml"), metrics["dataset"], metrics["variant"], metrics["seed"], dict(trained))
+    model = build_model(settings)
+    model.load_state_dict(ck["model"])
+    model.eval()
+    ds, seed = settings.dataset, metrics["seed"]
+    out = {"run": str(run), "variant": metrics["variant"], "tasks": list(settings.train.tasks), "seed": seed,
+           "trained_with_eval_crop": trained.get("eval_crop", 1.0), "read_at": {}}
+    for crop in crops:
+        tf = build_eval_transform(settings.train.augment, ds.image_size, ds.channels, crop)
+        feats, preds = [], []
+        with torch.no_grad():
+            for start in range(0, len(images), batch):
+                o = model.infer(tf(images[start:start + batch]))
+                feats.append(o["backbone"].float())
+                if "prob_target" in o:
+                    preds.append(o["prob_target"].argmax(1))
+        row = {"kmeans_backbone_acc": evaluate(labels, _kmeans(torch.cat(feats).numpy(), ds.num_classes, seed))["acc"]}
+        if preds:
+            row["head_acc"] = evaluate(labels, torch.cat(preds).numpy())["acc"]
+        out["read_at"][str(crop)] = row
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--crops", nargs="+", type=float, default=[1.0, 0.86])
+    ap.add_argument("--out", required=True, type=Path)
+    a = ap.parse_args(argv)
+    from scl.data.prepared import load_prepared
+
+    torch.set_num_threads(1)
+    data = load_prepared(a.data)
+    images = torch.from_numpy(data.images).permute(0, 3, 1, 2).contiguous()
+    results = []
+    for run in a.runs:
+        results.append(check(run, images, data.labels, a.crops))
+        r = results[-1]
+        print(f"{r['variant']} ({'+'.join(r['tasks'])}) seed {r['seed']} (trained at {r['trained_with_eval_crop']}): " + "  ".join(
+            f"crop {c}: " + " ".join(f"{k} {v:.3f}" for k, v in row.items()) for c, row in r["read_at"].items()))
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
