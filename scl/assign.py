@@ -63,11 +63,15 @@ class TrainedHead:
     channels_last: bool = False
 
 
-def load_run(run_dir: str | Path, device: str = "auto", amp: str = "off", channels_last: bool = False) -> TrainedHead:
-    """Rebuild the run's model from its checkpoint (settings + weights) in eval mode.
+def load_run(run_dir: str | Path, device: str = "auto", amp: str = "off", channels_last: bool = False,
+             require_head: bool = True) -> TrainedHead:
+    """Rebuild the run's model from its checkpoint (settings + weights) in eval mode, with
+    the run's own eval path (`eval_crop` included; 1 for runs from before the setting).
 
     amp / channels_last: execution settings, as in training (`amp: bf16` is what the
-    folder runs use; assignments then match the run's own, computed the same way)."""
+    folder runs use; assignments then match the run's own, computed the same way).
+    require_head=False also loads runs without the target task (MoCo, under- or
+    instance-only), e.g. to read their backbone features; `scl assign` needs the head."""
     from scl.augment import build_eval_transform
     from scl.models.scl_model import SCLConfig, SCLModel
     from scl.device import amp_dtype, pick_device
@@ -87,7 +91,7 @@ def load_run(run_dir: str | Path, device: str = "auto", amp: str = "off", channe
         raise AssignError(f"{ckpt} holds no run identity (settings): it was not written by this version of "
                           "`scl train`; train the run again")
     ds, t = s["dataset"], s["train"]
-    if "target" not in t["tasks"]:
+    if require_head and "target" not in t["tasks"]:
         raise AssignError(f"run {run_dir} has no target task (tasks: {', '.join(t['tasks'])}): it has no C-way head "
                           "to assign new images with; use a run with the target task (the `scl` variant)")
     model = SCLModel(SCLConfig(

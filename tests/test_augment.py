@@ -99,12 +99,6 @@ def test_eval_transform_values():
     )
 
 
-# ---------------------------------------------------------------------------------------
-# Randomness: per sample, reproducible
-# ---------------------------------------------------------------------------------------
-
-
-
 def test_eval_crop_resamples_the_centred_box_by_hand():
     # A 4 x 4 horizontal ramp (columns 0, 40, 80, 120). crop 0.5: the output's pixel centres
     # (-0.75, -0.25, 0.25, 0.75 in [-1, 1]) map to 0.5x that, i.e. input columns 0.75, 1.25,
@@ -129,6 +123,12 @@ def test_eval_crop_enlarges_a_centred_object_by_one_over_crop():
 def test_eval_crop_outside_0_1_is_a_clear_error(crop):
     with pytest.raises(ValueError, match=r"eval crop must be a fraction of the image side in \(0, 1\]"):
         build_eval_transform("grayscale", 28, 1, crop=crop)
+
+
+# ---------------------------------------------------------------------------------------
+# Randomness: per sample, reproducible
+# ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(("recipe", "size", "channels"), CASES, ids=CASE_IDS)
 def test_each_sample_gets_its_own_parameters(recipe, size, channels):

@@ -266,3 +266,20 @@ def test_eval_crop_reaches_the_head_and_scl_assign(params, digits_npz, tmp_path)
         np.testing.assert_array_equal(probs.argmax(1), a["pred"])
     head.eval_tf = build_eval_transform("digits", 8, 1)  # the whole image
     assert not np.allclose(head_probabilities(head, data.images), probs, atol=1e-3)
+
+
+def test_load_run_of_a_run_without_head_needs_require_head_false(params, digits_npz, tmp_path):
+    """`scl assign` needs the target head, so load_run refuses a MoCo run by default; the
+    workflow scripts that read backbone features (eval_crop_check) load it with
+    require_head=False, with the run's own eval path."""
+    from scl.assign import AssignError, load_run
+
+    data = load_prepared(digits_npz)
+    train(_settings(params, epochs=1, tasks=["instance"], reweight=False, eval_crop=0.75), data, tmp_path,
+          progress=False)
+    with pytest.raises(AssignError, match="no target task"):
+        load_run(tmp_path, device="cpu")
+    run = load_run(tmp_path, device="cpu", require_head=False)
+    assert run.eval_tf.crop == 0.75 and run.settings["train"]["tasks"] == ["instance"]
+    out = run.model.infer(run.eval_tf(torch.from_numpy(data.images[:4]).permute(0, 3, 1, 2).contiguous()))
+    assert out["backbone"].shape[0] == 4 and "prob_target" not in out

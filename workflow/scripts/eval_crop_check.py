@@ -22,25 +22,17 @@ import torch
 
 
 def check(run: Path, images: torch.Tensor, labels: np.ndarray, crops: list[float], batch: int = 1024) -> dict:
-    from scl import checkpoint as ckpt
+    from scl.assign import load_run
     from scl.augment import build_eval_transform
-    from scl.config import load_params, resolve
     from scl.metrics import evaluate
-    from scl.step import build_model
     from scl.train import _kmeans
 
-    metrics = json.loads((run / "metrics.json").read_text())
-    ck = ckpt.load_checkpoint(run / "checkpoint.pt", map_location="cpu")
-    trained = ck["identity"]["settings"]["train"]  # the run's own method settings
-    settings = resolve(load_params("params.yaml"), metrics["dataset"], metrics["variant"], metrics["seed"], dict(trained))
-    model = build_model(settings)
-    model.load_state_dict(ck["model"])
-    model.eval()
-    ds, seed = settings.dataset, metrics["seed"]
-    out = {"run": str(run), "variant": metrics["variant"], "tasks": list(settings.train.tasks), "seed": seed,
-           "trained_with_eval_crop": trained.get("eval_crop", 1.0), "read_at": {}}
+    run_model = load_run(run, device="cpu", require_head=False)  # float32, the run's own settings
+    model, t, seed = run_model.model, run_model.settings["train"], run_model.settings["seed"]
+    out = {"run": str(run), "variant": run_model.settings["variant"], "tasks": list(t["tasks"]), "seed": seed,
+           "trained_with_eval_crop": run_model.eval_tf.crop, "read_at": {}}
     for crop in crops:
-        tf = build_eval_transform(settings.train.augment, ds.image_size, ds.channels, crop)
+        tf = build_eval_transform(t["augment"], run_model.image_size, run_model.channels, crop)
         feats, preds = [], []
         with torch.no_grad():
             for start in range(0, len(images), batch):
@@ -48,7 +40,7 @@ def check(run: Path, images: torch.Tensor, labels: np.ndarray, crops: list[float
                 feats.append(o["backbone"].float())
                 if "prob_target" in o:
                     preds.append(o["prob_target"].argmax(1))
-        row = {"kmeans_backbone_acc": evaluate(labels, _kmeans(torch.cat(feats).numpy(), ds.num_classes, seed))["acc"]}
+        row = {"kmeans_backbone_acc": evaluate(labels, _kmeans(torch.cat(feats).numpy(), run_model.num_classes, seed))["acc"]}
         if preds:
             row["head_acc"] = evaluate(labels, torch.cat(preds).numpy())["acc"]
         out["read_at"][str(crop)] = row

@@ -22,27 +22,16 @@ import torch
 
 
 def check(run: Path, data_path: str, views: int, batch: int = 1024) -> dict:
-    from scl import checkpoint as ckpt
-    from scl.augment import build_augment, build_eval_transform
-    from scl.config import load_params, resolve
+    from scl.assign import load_run
+    from scl.augment import build_augment
     from scl.data.prepared import load_prepared
     from scl.metrics import evaluate
-    from scl.step import build_model
 
-    metrics = json.loads((run / "metrics.json").read_text())
+    run_model = load_run(run, device="cpu")  # float32; the run's own settings and eval path (eval_crop)
+    model, eval_tf, t = run_model.model, run_model.eval_tf, run_model.settings["train"]
     data = load_prepared(data_path)
-    params = load_params("params.yaml")
-    ck = ckpt.load_checkpoint(run / "checkpoint.pt", map_location="cpu")
-    settings = resolve(params, metrics["dataset"], metrics["variant"], metrics["seed"],
-                       dict(ck["identity"]["settings"]["train"]))  # the run's own method settings
-    model = build_model(settings)
-    model.load_state_dict(ck["model"])
-    model.eval()
-    ds = settings.dataset
     images = torch.from_numpy(data.images).permute(0, 3, 1, 2).contiguous()
-    eval_tf = build_eval_transform(settings.train.augment, ds.image_size, ds.channels,
-                                   ck["identity"]["settings"]["train"].get("eval_crop", 1.0))  # runs before it: 1
-    augment = build_augment(settings.train.augment, ds.image_size, ds.channels)
+    augment = build_augment(t["augment"], run_model.image_size, run_model.channels)
     gen = torch.Generator().manual_seed(12345)
 
     @torch.no_grad()
@@ -58,7 +47,7 @@ def check(run: Path, data_path: str, views: int, batch: int = 1024) -> dict:
     c = view_labels.max() + 1
     votes = np.apply_along_axis(lambda col: np.bincount(col, minlength=c).argmax(), 0, view_labels)
     view_acc = [evaluate(data.labels, v)["acc"] for v in view_labels]
-    return {"run": str(run), "seed": metrics["seed"], "clean_acc": evaluate(data.labels, clean)["acc"],
+    return {"run": str(run), "seed": run_model.settings["seed"], "clean_acc": evaluate(data.labels, clean)["acc"],
             "view_acc_mean": statistics.mean(view_acc), "view_acc": view_acc,
             "vote_acc": evaluate(data.labels, votes)["acc"],
             "view_agrees_with_clean": float((view_labels == clean[None]).mean())}
