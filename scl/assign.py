@@ -99,6 +99,7 @@ def load_run(run_dir: str | Path, device: str = "auto", amp: str = "off", channe
         num_classes=ds["num_classes"], tasks=tuple(t["tasks"]), feature_dim=t["feature_dim"],
         memory_size=t["memory_size"], memory_init=t["memory_init"], temperature=t["temperature"],
         ema_momentum=t["ema_momentum"], cross_cluster=t["cross_cluster"], online_cd=t["online_cd"],
+        projection=t.get("projection", "linear"), bn_splits=t.get("bn_splits", 1),  # keys absent in older runs
     ))
     model.load_state_dict(ck["model"])
     model.to(dev).eval()

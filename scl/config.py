@@ -72,6 +72,8 @@ class TrainSettings:
     cluster_warmup_epochs: int = 0  # ours (issue 10): epochs before pseudo-labels are used (scl/train.py)
     init_labels: str = "random"  # random (spec section 6) | kmeans (ours): the partition clustering starts from
     eval_crop: float = 1.0  # ours (issue 10): side fraction of the centred crop the un-augmented path reads; 1 = whole image
+    projection: str = "linear"  # linear (spec section 2) | mlp (ours, issue 10): each task's feature space on the backbone
+    bn_splits: int = 1  # ours (issue 10): > 1 = MoCo's shuffle BN on one device (scl/models/split_batchnorm.py)
 
 
 @dataclass(frozen=True)
@@ -277,6 +279,10 @@ def resolve(params: dict, dataset: str, variant: str = "scl", seed: int = 0, ove
         raise ConfigError(
             f"run {dataset}/{variant}: cluster_warmup_epochs {train.cluster_warmup_epochs} leaves no clustering epoch "
             f"of {train.epochs}; lower cluster_warmup_epochs below epochs (0 = the paper's Algorithm 1)")
+    if train.batch_size % train.bn_splits:
+        raise ConfigError(
+            f"run {dataset}/{variant}: bn_splits {train.bn_splits} does not divide batch_size {train.batch_size}; "
+            f"choose a divisor of it (1 = BN over the whole batch)")
     dataset_settings = DatasetSettings(name=dataset, **{k: v for k, v in ds.items() if k != "train"})
     settings = RunSettings(dataset=dataset_settings, variant=variant, seed=seed, train=train, overrides=dict(overrides or {}))
     if dataset_settings.num_classes is not None:

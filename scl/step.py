@@ -34,7 +34,7 @@ def build_model(settings: RunSettings) -> SCLModel:
             backbone=t.backbone, backbone_width=t.cnn_width, in_channels=ds.channels, num_classes=ds.num_classes,
             tasks=t.tasks, feature_dim=t.feature_dim, memory_size=t.memory_size, memory_init=t.memory_init,
             temperature=t.temperature, ema_momentum=t.ema_momentum,
-            cross_cluster=t.cross_cluster, online_cd=t.online_cd,
+            cross_cluster=t.cross_cluster, online_cd=t.online_cd, projection=t.projection, bn_splits=t.bn_splits,
         ),
         generator=torch.Generator().manual_seed(settings.seed),
     )

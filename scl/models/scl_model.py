@@ -1,6 +1,7 @@
 """The SCL model as one `nn.Module` (spec sections 2-8).
 
     query encoder    f_theta:  backbone -> one linear projection per task -> L2 norm
+                               (`projection: mlp`, ours: a 2-layer MLP per task, MoCo v2's)
     momentum encoder f_theta~: a copy, updated as theta~ <- m theta~ + (1 - m) theta
     classifiers      f_phi:    one linear C_t-way layer per clustered task (online CD)
     memories:        a SemanticMemory per clustered task, an InstanceQueue for "instance"
@@ -33,6 +34,7 @@ from scl.losses import (
 )
 from scl.memory import InstanceQueue, SemanticMemory
 from scl.models.backbones import build_backbone
+from scl.models.split_batchnorm import key_order
 
 TASKS = ("target", "under", "instance")
 CLUSTERED_TASKS = ("target", "under")
@@ -57,6 +59,22 @@ class SCLConfig:
     ema_momentum: float = 0.9
     cross_cluster: bool = True
     online_cd: bool = True
+    projection: str = "linear"  # linear (spec section 2) | mlp (ours, issue 10)
+    bn_splits: int = 1  # 1: BN over the whole batch | S > 1 (ours, issue 10): MoCo's shuffle BN on one device
+
+
+PROJECTIONS = ("linear", "mlp")
+
+
+def projection_head(kind: str, in_dim: int, out_dim: int) -> nn.Module:
+    """A task's feature space on the backbone: the paper's single linear layer (spec section 2),
+    or MoCo v2's MLP (Linear - ReLU - Linear, hidden width = the backbone's), which keeps the
+    backbone features free of what only the contrastive task needs (Chen et al. 2020)."""
+    if kind == "linear":
+        return nn.Linear(in_dim, out_dim)
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), nn.Linear(in_dim, out_dim))
+    raise ValueError(f"unknown projection {kind!r}; choose one of {', '.join(PROJECTIONS)}")
 
 
 def _float32(x: torch.Tensor):
@@ -69,10 +87,10 @@ def _float32(x: torch.Tensor):
 class Encoder(nn.Module):
     """Backbone + one linear projection per task (each task has its own feature space)."""
 
-    def __init__(self, backbone: nn.Module, tasks, feature_dim: int):
+    def __init__(self, backbone: nn.Module, tasks, feature_dim: int, projection: str = "linear"):
         super().__init__()
         self.backbone = backbone
-        self.heads = nn.ModuleDict({t: nn.Linear(backbone.out_dim, feature_dim) for t in tasks})
+        self.heads = nn.ModuleDict({t: projection_head(projection, backbone.out_dim, feature_dim) for t in tasks})
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         h = self.backbone(x)  # B x D (bf16/fp16 under autocast)
@@ -90,7 +108,8 @@ class SCLModel(nn.Module):
         self.cfg = cfg
         self.tasks = tuple(t for t in TASKS if t in cfg.tasks)  # canonical order
         self.clustered = tuple(t for t in self.tasks if t in CLUSTERED_TASKS)
-        self.encoder_q = Encoder(build_backbone(cfg.backbone, cfg.in_channels, cfg.backbone_width), self.tasks, cfg.feature_dim)
+        backbone = build_backbone(cfg.backbone, cfg.in_channels, cfg.backbone_width, cfg.bn_splits)
+        self.encoder_q = Encoder(backbone, self.tasks, cfg.feature_dim, cfg.projection)
         self.encoder_k = copy.deepcopy(self.encoder_q)
         for p in self.encoder_k.parameters():
             p.requires_grad_(False)  # updated by momentum only
@@ -125,7 +144,13 @@ class SCLModel(nn.Module):
         """
         _, q = self.encoder_q(x_q)
         with torch.no_grad():
-            _, k = self.encoder_k(x_k)
+            order = key_order(x_k.shape[0], self.cfg.bn_splits, x_k.device)  # shuffle BN (bn_splits > 1)
+            if order is None:
+                _, k = self.encoder_k(x_k)
+            else:  # keys computed in another grouping than the queries, then put back in batch order
+                _, k = self.encoder_k(x_k[order])
+                restore = torch.argsort(order)
+                k = {t: v[restore] for t, v in k.items()}
         with _float32(x_q):  # the losses in float32, also under autocast
             return self._losses(q, k, pseudo_labels, change_counts, class_weights, clustering)
 
