@@ -48,6 +48,36 @@ def _safe_load(path: Path, device: torch.device) -> dict:
         raise AssignError(f"cannot use {path}: {e}; it must be a checkpoint written by `scl train`") from e
 
 
+def run_execution(run_dir: str | Path, device: torch.device) -> tuple[str, bool, str]:
+    """The amp and channels_last the run's last training process chose (its timing.json, where
+    scl.timing keeps each process's `execution` record), so that `scl assign` reads images the
+    way the run's own final assignment did: `amp: auto` gives bf16 on one CPU and float32 on
+    another, and a borderline image can change cluster between the two.
+
+    Returns (amp, channels_last, why). Without a record (timing.json is kept by neither git nor
+    DVC, so a pulled run has none) it is float32 in NCHW, the plain path; a run that trained in
+    fp16 (CUDA only) is read in float32 on another device."""
+    import json
+
+    from scl.paths import TIMING
+
+    try:
+        epochs = json.loads((Path(run_dir) / TIMING).read_text())["epochs"]
+        chosen = [e["execution"] for e in epochs if isinstance(e, dict) and isinstance(e.get("execution"), dict)]
+    except (OSError, ValueError, KeyError, TypeError):
+        chosen = []
+    if not chosen:
+        return "off", False, f"no execution record in {Path(run_dir) / TIMING}: float32"
+    last = chosen[-1]
+    amp, channels_last = last.get("amp", "off"), bool(last.get("channels_last", False))
+    if amp not in ("off", "bf16", "fp16"):
+        amp = "off"
+    why = f"as the run trained (amp {amp}, channels_last {str(channels_last).lower()})"
+    if amp == "fp16" and device.type != "cuda":
+        amp, why = "off", f"the run trained in fp16 on CUDA; float32 on {device}"
+    return amp, channels_last, why
+
+
 @dataclass
 class TrainedHead:
     """A trained run's query encoder and target head, ready to assign images."""
@@ -68,8 +98,8 @@ def load_run(run_dir: str | Path, device: str = "auto", amp: str = "off", channe
     """Rebuild the run's model from its checkpoint (settings + weights) in eval mode, with
     the run's own eval path (`eval_crop` included; 1 for runs from before the setting).
 
-    amp / channels_last: execution settings, as in training (`amp: bf16` is what the
-    folder runs use; assignments then match the run's own, computed the same way).
+    amp / channels_last: execution settings, as in training (`run_execution` gives the run's
+    own, with which assignments match the run's final ones image for image).
     require_head=False also loads runs without the target task (MoCo, under- or
     instance-only), e.g. to read their backbone features; `scl assign` needs the head."""
     from scl.augment import build_eval_transform

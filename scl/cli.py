@@ -480,9 +480,13 @@ def _add_assign_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=1024, help="images per forward pass (default 1024)")
     p.add_argument("--workers", type=int, default=None, help="image decoding threads (default: min(8, CPUs))")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
-    p.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off",
-                   help="autocast the encoder (bf16: faster on CPUs that support it; as the run trained)")
-    p.add_argument("--channels-last", action="store_true", help="NHWC batches (faster convolutions)")
+    # default `run`: the run's own execution choice, so the clusters are the ones the run's final
+    # assignment computed (amp: auto may have chosen bf16 on the training machine)
+    p.add_argument("--amp", choices=("run", "off", "bf16", "fp16"), default="run",
+                   help="autocast the encoder: run (default: as the run trained, from its timing.json; float32 "
+                        "without one) | off | bf16 (faster on CPUs with native bf16) | fp16 (CUDA)")
+    p.add_argument("--channels-last", nargs="?", const="true", default="run", choices=("run", "true", "false"),
+                   help="NHWC batches: run (default: as the run trained) | true (the bare flag) | false")
 
 
 def run_assign(args) -> int:
@@ -503,7 +507,16 @@ def run_assign(args) -> int:
             raise AssignError(f"--batch-size must be positive, got {args.batch_size}")
         if args.threads:
             torch.set_num_threads(args.threads)
-        head = load_run(args.run_dir, args.device, args.amp, args.channels_last)
+        amp, channels_last = args.amp, args.channels_last == "true"
+        if "run" in (args.amp, args.channels_last):
+            from scl.assign import run_execution
+            from scl.device import pick_device
+
+            run_amp, run_cl, why = run_execution(args.run_dir, pick_device(args.device))
+            amp = run_amp if args.amp == "run" else amp
+            channels_last = run_cl if args.channels_last == "run" else channels_last
+            print(f"{prog}: execution {why}", file=sys.stderr)
+        head = load_run(args.run_dir, args.device, amp, channels_last)
         files, skipped = list_inputs(args.inputs, args.list_file)
         if not files:
             raise AssignError(f"no image files found in {', '.join(args.inputs) or args.list_file}"

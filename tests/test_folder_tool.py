@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from scl.assign import assign_files, head_probabilities, list_inputs, load_run
+from scl.assign import assign_files, head_probabilities, list_inputs, load_run, run_execution
 from scl.cli import main
 from scl.config import ConfigError, load_params, resolve, with_data
 from scl.data.folder import read_folder
@@ -84,6 +84,52 @@ def test_assign_reproduces_the_runs_own_assignments(shapes_run, tmp_path):
     assert len(got) == len(data.paths) == 90
     assert [int(got[p]["cluster"]) for p in data.paths] == pred.tolist()
     assert np.allclose([float(got[p]["confidence"]) for p in data.paths], conf, atol=1e-3)
+
+
+def _write_timing(run: Path, *executions: dict | None) -> None:
+    """timing.json as scl.timing writes it: one record an epoch, `execution` beside the first
+    epoch each process trained."""
+    epochs = [{"epoch": i + 1, "epoch_time_s": 1.0, **({"execution": e} if e else {})} for i, e in enumerate(executions)]
+    (run / "timing.json").write_text(json.dumps({"train_time_s": float(len(epochs)), "epochs": epochs}))
+
+
+def test_run_execution_is_the_last_training_process_choice(tmp_path):
+    cpu = torch.device("cpu")
+    amp, cl, why = run_execution(tmp_path, cpu)  # a pulled run: timing.json is in neither git nor DVC
+    assert (amp, cl) == ("off", False) and "no execution record" in why
+    bf16 = {"device": "cpu", "amp": "bf16", "channels_last": True}
+    _write_timing(tmp_path, bf16, None, {"device": "cpu", "amp": "off", "channels_last": False}, None)
+    assert run_execution(tmp_path, cpu)[:2] == ("off", False)  # resumed on a float32 CPU: that process finished it
+    _write_timing(tmp_path, {"device": "cpu", "amp": "off", "channels_last": False}, bf16)
+    amp, cl, why = run_execution(tmp_path, cpu)
+    assert (amp, cl) == ("bf16", True) and "as the run trained" in why
+    _write_timing(tmp_path, {"device": "cuda:0", "amp": "fp16", "channels_last": True})
+    amp, cl, why = run_execution(tmp_path, cpu)  # fp16 autocast is CUDA only: read in float32 here
+    assert (amp, cl) == ("off", True) and "fp16" in why
+    (tmp_path / "timing.json").write_text("{not json")
+    assert run_execution(tmp_path, cpu)[:2] == ("off", False)
+
+
+@pytest.mark.slow  # uses the trained shapes_run (one tiny epoch, ~10 s once)
+def test_assign_reads_images_as_the_run_trained(shapes_run, tmp_path, capsys):
+    """Default `--amp run`: the execution the run's timing.json records (here rewritten to bf16 +
+    channels_last, as `amp: auto` chooses on a CPU with native bf16); explicit flags win."""
+    import shutil
+
+    root, _, run, _ = shapes_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    _write_timing(copy, {"device": "cpu", "amp": "bf16", "channels_last": True})
+    capsys.readouterr()
+    assert main(["assign", "--run", str(copy), str(root), "--out", str(tmp_path / "a.csv")]) == 0
+    assert "execution as the run trained (amp bf16, channels_last true)" in capsys.readouterr().err
+    assert main(["assign", "--run", str(copy), str(root), "--out", str(tmp_path / "b.csv"), "--amp", "off",
+                 "--channels-last", "false"]) == 0
+    assert "execution" not in capsys.readouterr().err  # nothing taken from the run
+    bf16 = {r["path"]: float(r["confidence"]) for r in csv.DictReader((tmp_path / "a.csv").open())}
+    fp32 = {r["path"]: float(r["confidence"]) for r in csv.DictReader((tmp_path / "b.csv").open())}
+    assert bf16.keys() == fp32.keys() and len(bf16) == 90
+    assert bf16 != fp32  # the two precisions really were used: the confidences differ
 
 
 @pytest.mark.slow  # uses the trained shapes_run (one tiny epoch, ~10 s once)
