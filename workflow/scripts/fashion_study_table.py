@@ -5,6 +5,8 @@ Per setting: the head's final ACC (metrics.json, all 20,000 images), and from th
 epoch's diag_* readings (a seeded 5,000-image sample, scl/epoch_diagnostics.py): K-means on
 the backbone and on the target-task features, and the head's best epoch.
 Usage: python workflow/scripts/fashion_study_table.py   -> study/summary.md and summary.json
+       python workflow/scripts/fashion_study_table.py --full   -> the same for full-study/ (all
+       70,000 images, `FULL=1 workflow/scripts/fashion-study.sh`; no starting-point row)
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2] / "results" / "tuning" / "fashion"
-STUDY = ROOT / "study"
 
 
 def _runs(folder: Path) -> list[dict]:
@@ -44,9 +45,18 @@ def _mean_std(values) -> str:
     return f"{mean:.3f}" if len(values) == 1 else f"{mean:.3f} ± {std:.3f}"
 
 
-def main() -> int:
-    settings = [("start (the fashion set as it was)", ROOT / "diagnostics", "(none)")]
-    for folder in sorted(p for p in STUDY.iterdir() if p.is_dir()):
+def main(argv: list[str]) -> int:
+    full = argv == ["--full"]
+    if argv and not full:
+        print("usage: fashion_study_table.py [--full]", file=sys.stderr)
+        return 2
+    study = ROOT / ("full-study" if full else "study")
+    if not study.is_dir():
+        print(f"fashion_study_table.py: {study} does not exist: run workflow/scripts/fashion-study.sh first",
+              file=sys.stderr)
+        return 2
+    settings = [] if full else [("start (the fashion set as it was)", ROOT / "diagnostics", "(none)")]
+    for folder in sorted(p for p in study.iterdir() if p.is_dir()):
         text = (folder / "settings.txt").read_text().split() if (folder / "settings.txt").exists() else []
         settings.append((folder.name, folder, " ".join(text) or "(none)"))
     rows, summary = [], {}
@@ -63,11 +73,11 @@ def main() -> int:
         "| setting | overrides | n | head ACC (mean ± sample std) | per seed | K-means backbone (last epoch, 5k sample) "
         "| K-means target feat. | head's best epoch |",
         "|---|---|---|---|---|---|---|---|", *rows])
-    (STUDY / "summary.md").write_text(table + "\n")
-    (STUDY / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (study / "summary.md").write_text(table + "\n")
+    (study / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(table)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
