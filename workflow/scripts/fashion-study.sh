@@ -2,7 +2,8 @@
 # Issue 10's study: one change at a time against the fashion block of params.yaml as it is (the
 # rows in results/tuning/fashion/README.md were run before it took warm-up 2 + K-means), on the
 # class-balanced 20,000-image subset (workflow/scripts/fashion-trials.sh --subset-only), seeds
-# 0-2, 8 epochs, one thread per run, two runs at a time on 2 cores (about 4 min a pair here).
+# 0-2, 8 epochs, one thread per run (THREADS=N for more), two runs at a time on 2 cores (PARALLEL=N;
+# about 4 min a pair here).
 # Usage: workflow/scripts/fashion-study.sh NAME [KEY=VALUE ...]
 #   e.g. workflow/scripts/fashion-study.sh warmup2-kmeans cluster_warmup_epochs=2 init_labels=kmeans
 # Writes results/tuning/fashion/study/NAME/runs/fashion/scl/seed<k>/ (log.jsonl with the diag_*
@@ -33,7 +34,7 @@ for seed in ${SEEDS:-0 1 2}; do
     run=$out/runs/fashion/scl/seed$seed
     [ -f "$run/metrics.json" ] && continue
     scl train --dataset fashion --seed "$seed" --data "$subset" --out "$run" --no-progress \
-        --set threads=1 "${sets[@]}" > /dev/null 2> "$out/train-seed$seed.log" &
+        --set threads="${THREADS:-1}" "${sets[@]}" > /dev/null 2> "$out/train-seed$seed.log" &
     if [ "$(jobs -r | wc -l)" -ge "${PARALLEL:-2}" ]; then wait -n; fi
 done
 wait
