@@ -57,18 +57,12 @@ def run_execution(run_dir: str | Path, device: torch.device) -> tuple[str, bool,
     Returns (amp, channels_last, why). Without a record (timing.json is kept by neither git nor
     DVC, so a pulled run has none) it is float32 in NCHW, the plain path; a run that trained in
     fp16 (CUDA only) is read in float32 on another device."""
-    import json
-
     from scl.paths import TIMING
+    from scl.timing import last_execution
 
-    try:
-        epochs = json.loads((Path(run_dir) / TIMING).read_text())["epochs"]
-        chosen = [e["execution"] for e in epochs if isinstance(e, dict) and isinstance(e.get("execution"), dict)]
-    except (OSError, ValueError, KeyError, TypeError):
-        chosen = []
-    if not chosen:
+    last = last_execution(Path(run_dir))
+    if last is None:
         return "off", False, f"no execution record in {Path(run_dir) / TIMING}: float32"
-    last = chosen[-1]
     amp, channels_last = last.get("amp", "off"), bool(last.get("channels_last", False))
     if amp not in ("off", "bf16", "fp16"):
         amp = "off"

@@ -93,6 +93,7 @@ def run_train(args) -> int:
         print(f"scl train: {note}; treating the run as unfinished", file=sys.stderr)
     data_path = Path(args.data or paths.prepared(dataset))
     from scl.data.prepared import load_prepared
+    from scl.timing import last_execution
     from scl.train import CheckpointMismatch, TrainingError, train
 
     try:
@@ -121,9 +122,9 @@ def run_train(args) -> int:
     summary = {k: metrics[k] for k in ("acc", "nmi", "ari") if k in metrics}
     timing = json.loads((out / paths.TIMING).read_text())
     # what amp / channels_last this process chose and why (auto settings; machine-dependent)
-    chosen = [e["execution"] for e in timing.get("epochs", []) if "execution" in e]
+    execution = last_execution(out)
     print(json.dumps({"out": str(out), **summary, "train_time_s": round(timing["train_time_s"], 1),
-                      **({"execution": chosen[-1]} if chosen else {})}))
+                      **({"execution": execution} if execution else {})}))
     return 0
 
 

@@ -40,3 +40,14 @@ def merge_timing(out: Path, records: list[dict]) -> list[dict]:
     except (OSError, ValueError, KeyError, TypeError):
         timing = {}
     return [{**r, **timing.get(r.get("epoch"), {})} for r in records]
+
+
+def last_execution(out: Path) -> dict | None:
+    """The `execution` record of the last process that trained the run in `out` (its amp /
+    channels_last choice and why), or None where timing.json is missing, unreadable or has none."""
+    try:
+        epochs = json.loads((Path(out) / TIMING).read_text())["epochs"]
+        chosen = [e["execution"] for e in epochs if isinstance(e, dict) and isinstance(e.get("execution"), dict)]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return chosen[-1] if chosen else None

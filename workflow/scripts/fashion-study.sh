@@ -10,8 +10,9 @@
 # readings, metrics.json), NAME/settings.txt (the overrides) and NAME/curves.png. A finished run
 # is kept (rerunning the script trains only what is missing); SEEDS="0 1 2 3" widens the study.
 # FULL=1 runs the setting on all 70,000 images instead, into results/tuning/fashion/full-study/NAME
-# (about 15 min a run on a 2-core CPU with native bf16, 1.6 h in float32; the trainer's estimate
-# is in NAME/train-seed<k>.log); commit each finished run's log.jsonl and metrics.json as it lands.
+# (about 15 min a run on a 2-core CPU with native bf16; 40 min in float32 with THREADS=2 PARALLEL=1
+# on an AVX2-only one; the trainer's estimate is in NAME/train-seed<k>.log); commit each finished
+# run's log.jsonl and metrics.json as it lands.
 # The comparison table: `python workflow/scripts/fashion_study_table.py` (study/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
