@@ -283,3 +283,26 @@ def test_load_run_of_a_run_without_head_needs_require_head_false(params, digits_
     assert run.eval_tf.crop == 0.75 and run.settings["train"]["tasks"] == ["instance"]
     out = run.model.infer(run.eval_tf(torch.from_numpy(data.images[:4]).permute(0, 3, 1, 2).contiguous()))
     assert out["backbone"].shape[0] == 4 and "prob_target" not in out
+
+
+def test_kmeans_start_crop_check_reads_the_start_the_run_took(digits_npz, tmp_path, monkeypatch):
+    """workflow/scripts/kmeans_start_crop_check.py (issue 10) trains only the warm-up of a run and
+    scores K-means on its target-task features at each crop: at the crop the run trains with,
+    that is the start the run itself took (its first epoch's logged ACC, bit for bit)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kscc", ROOT / "workflow/scripts/kmeans_start_crop_check.py")
+    kscc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kscc)
+    monkeypatch.chdir(ROOT)  # the script reads ./params.yaml, as `scl` does
+    out = tmp_path / "out.json"
+    assert kscc.main(["--dataset", "digits", "--seeds", "0", "--data", str(digits_npz), "--runs", str(tmp_path / "runs"),
+                      "--out", str(out), "--crops", "1", "0.75", "--set", "cluster_warmup_epochs=1",
+                      "--set", "init_labels=kmeans", "--set", "epochs=3", "--set", "threads=1"]) == 0
+    log = [json.loads(line) for line in (tmp_path / "runs/seed0/log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1] and log[0]["init_labels"] == "kmeans"  # the warm-up only
+    assert not (tmp_path / "runs/seed0/metrics.json").exists()
+    (row,) = json.loads(out.read_text())
+    assert row["warmup_epochs"] == 1 and set(row["read_at"]) == {"1.0", "0.75"}
+    assert row["read_at"]["1.0"]["kmeans_start_acc"] == log[0]["acc"]
+    assert 0.1 < row["read_at"]["0.75"]["kmeans_start_acc"] < 1
