@@ -135,20 +135,33 @@ def load_run(run_dir: str | Path, device: str = "auto", amp: str = "off", channe
 
 
 @torch.no_grad()
-def head_probabilities(head: TrainedHead, images: np.ndarray | torch.Tensor, batch_size: int = 1024) -> np.ndarray:
-    """N x C target-task probabilities of uint8 `N x H x W x C` images (the run's eq. 5 scores)."""
+def infer_outputs(head: TrainedHead, images: np.ndarray | torch.Tensor, keys: tuple[str, ...],
+                  eval_tf: torch.nn.Module | None = None, batch_size: int = 1024) -> dict[str, np.ndarray]:
+    """The model's `infer` outputs named in `keys` ("backbone", "feat_<task>", "prob_<task>"),
+    float32 N x D each, for uint8 `N x H x W x C` images read through the run's eval path, or
+    through `eval_tf` (e.g. the same recipe at another crop: workflow/scripts/*crop_check.py)."""
     from scl.device import autocast
 
+    tf = head.eval_tf if eval_tf is None else eval_tf
     x = torch.as_tensor(images)
-    out = []
+    out: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
     for start in range(0, len(x), batch_size):
         batch = x[start:start + batch_size].to(head.device).permute(0, 3, 1, 2)  # B x C x H x W uint8
-        batch = head.eval_tf(batch)
+        batch = tf(batch)
         if head.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
         with autocast(head.device, head.amp):
-            out.append(head.model.infer(batch)["prob_target"].float().cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, head.num_classes), np.float32)
+            o = head.model.infer(batch)
+        for k in keys:
+            out[k].append(o[k].float().cpu())
+    return {k: torch.cat(v).numpy() for k, v in out.items()}
+
+
+def head_probabilities(head: TrainedHead, images: np.ndarray | torch.Tensor, batch_size: int = 1024) -> np.ndarray:
+    """N x C target-task probabilities of uint8 `N x H x W x C` images (the run's eq. 5 scores)."""
+    if len(images) == 0:
+        return np.zeros((0, head.num_classes), np.float32)
+    return infer_outputs(head, images, ("prob_target",), batch_size=batch_size)["prob_target"]
 
 
 def list_inputs(inputs: list[str], list_file: str | None) -> tuple[list[Path], list[tuple[str, str]]]:

@@ -21,28 +21,23 @@ import numpy as np
 import torch
 
 
-def check(run: Path, images: torch.Tensor, labels: np.ndarray, crops: list[float], batch: int = 1024) -> dict:
-    from scl.assign import load_run
+def check(run: Path, images: np.ndarray, labels: np.ndarray, crops: list[float], batch: int = 1024) -> dict:
+    from scl.assign import infer_outputs, load_run
     from scl.augment import build_eval_transform
     from scl.metrics import evaluate
     from scl.train import _kmeans
 
     run_model = load_run(run, device="cpu", require_head=False)  # float32, the run's own settings
-    model, t, seed = run_model.model, run_model.settings["train"], run_model.settings["seed"]
+    t, seed = run_model.settings["train"], run_model.settings["seed"]
     out = {"run": str(run), "variant": run_model.settings["variant"], "tasks": list(t["tasks"]), "seed": seed,
            "trained_with_eval_crop": run_model.eval_tf.crop, "read_at": {}}
+    keys = ("backbone", "prob_target") if "target" in t["tasks"] else ("backbone",)
     for crop in crops:
         tf = build_eval_transform(t["augment"], run_model.image_size, run_model.channels, crop)
-        feats, preds = [], []
-        with torch.no_grad():
-            for start in range(0, len(images), batch):
-                o = model.infer(tf(images[start:start + batch]))
-                feats.append(o["backbone"].float())
-                if "prob_target" in o:
-                    preds.append(o["prob_target"].argmax(1))
-        row = {"kmeans_backbone_acc": evaluate(labels, _kmeans(torch.cat(feats).numpy(), run_model.num_classes, seed))["acc"]}
-        if preds:
-            row["head_acc"] = evaluate(labels, torch.cat(preds).numpy())["acc"]
+        o = infer_outputs(run_model, images, keys, eval_tf=tf, batch_size=batch)
+        row = {"kmeans_backbone_acc": evaluate(labels, _kmeans(o["backbone"], run_model.num_classes, seed))["acc"]}
+        if "prob_target" in o:
+            row["head_acc"] = evaluate(labels, o["prob_target"].argmax(1))["acc"]
         out["read_at"][str(crop)] = row
     return out
 
@@ -58,10 +53,9 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     data = load_prepared(a.data)
-    images = torch.from_numpy(data.images).permute(0, 3, 1, 2).contiguous()
     results = []
     for run in a.runs:
-        results.append(check(run, images, data.labels, a.crops))
+        results.append(check(run, data.images, data.labels, a.crops))
         r = results[-1]
         print(f"{r['variant']} ({'+'.join(r['tasks'])}) seed {r['seed']} (trained at {r['trained_with_eval_crop']}): " + "  ".join(
             f"crop {c}: " + " ".join(f"{k} {v:.3f}" for k, v in row.items()) for c, row in r["read_at"].items()))

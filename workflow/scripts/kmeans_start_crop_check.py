@@ -35,28 +35,22 @@ def warm_up(dataset: str, seed: int, data, run: Path, overrides: dict) -> int:
     return warm
 
 
-def read(run: Path, images: torch.Tensor, labels: np.ndarray, crops: list[float], batch: int = 1024) -> dict:
-    from scl.assign import load_run
+def read(run: Path, images: np.ndarray, labels: np.ndarray, crops: list[float], batch: int = 1024) -> dict:
+    from scl.assign import infer_outputs, load_run
     from scl.augment import build_eval_transform
     from scl.metrics import evaluate
     from scl.pseudo_labels import kmeans_partition
     from scl.train import _kmeans
 
     run_model = load_run(run, device="cpu", require_head=False)  # float32
-    model, t, seed = run_model.model, run_model.settings["train"], run_model.settings["seed"]
-    k = run_model.num_classes
+    t, seed, k = run_model.settings["train"], run_model.settings["seed"], run_model.num_classes
     out = {"run": str(run), "seed": seed, "trained_with_eval_crop": run_model.eval_tf.crop, "read_at": {}}
     for crop in crops:
         tf = build_eval_transform(t["augment"], run_model.image_size, run_model.channels, crop)
-        target, backbone = [], []
-        with torch.no_grad():
-            for start in range(0, len(images), batch):
-                o = model.infer(tf(images[start:start + batch]))
-                target.append(o["feat_target"].float())
-                backbone.append(o["backbone"].float())
+        o = infer_outputs(run_model, images, ("feat_target", "backbone"), eval_tf=tf, batch_size=batch)
         out["read_at"][str(crop)] = {
-            "kmeans_start_acc": evaluate(labels, kmeans_partition(torch.cat(target).numpy(), k, seed))["acc"],
-            "kmeans_backbone_acc": evaluate(labels, _kmeans(torch.cat(backbone).numpy(), k, seed))["acc"],
+            "kmeans_start_acc": evaluate(labels, kmeans_partition(o["feat_target"], k, seed))["acc"],
+            "kmeans_backbone_acc": evaluate(labels, _kmeans(o["backbone"], k, seed))["acc"],
         }
     return out
 
@@ -75,14 +69,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, type=Path)
     a = ap.parse_args(argv)
     data = load_prepared(a.data)
-    images = torch.from_numpy(data.images).permute(0, 3, 1, 2).contiguous()
     overrides = parse_overrides(a.set)
     results = []
     for seed in a.seeds:
         run = a.runs / f"seed{seed}"
         warm = warm_up(a.dataset, seed, data, run, overrides)
         torch.set_num_threads(int(overrides.get("threads", 1)))
-        r = {"warmup_epochs": warm, **read(run, images, data.labels, a.crops)}
+        r = {"warmup_epochs": warm, **read(run, data.images, data.labels, a.crops)}
         results.append(r)
         print(f"seed {seed} after {warm} warm-up epoch(s): " + "  ".join(
             f"crop {c}: " + " ".join(f"{k} {v:.3f}" for k, v in row.items()) for c, row in r["read_at"].items()),
