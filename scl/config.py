@@ -70,7 +70,7 @@ class TrainSettings:
     diagnostics: bool = False
     diagnostics_sample: int = 5000
     cluster_warmup_epochs: int = 0  # ours (issue 10): epochs before pseudo-labels are used (scl/train.py)
-    init_labels: str = "random"  # random (spec section 6) | kmeans (ours): the partition clustering starts from
+    init_labels: str = "random"  # random (spec section 6) | kmeans | umap_kmeans (ours): the partition clustering starts from
     eval_crop: float = 1.0  # ours (issue 10): side fraction of the centred crop the un-augmented path reads; 1 = whole image
     projection: str = "linear"  # linear (spec section 2) | mlp (ours, issue 10): each task's feature space on the backbone
     bn_splits: int = 1  # ours (issue 10): > 1 = MoCo's shuffle BN on one device (scl/models/split_batchnorm.py)

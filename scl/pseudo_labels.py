@@ -23,6 +23,28 @@ def kmeans_partition(features: np.ndarray, num_clusters: int, seed: int) -> np.n
     return km.fit_predict(np.asarray(features, np.float64)).astype(np.int64)
 
 
+UMAP_NEIGHBOURS = 20  # the k of UMAP's k-NN graph (N2D's choice)
+
+
+def umap_kmeans_partition(features: np.ndarray, num_clusters: int, seed: int) -> np.ndarray:
+    """Initial pseudo-labels from K-means on a UMAP embedding of the features (ours,
+    `init_labels: umap_kmeans`, issue 10; N2D's manifold step). K-means alone cuts the feature
+    sphere into convex cells; UMAP first follows the k-NN graph, so classes that are connected
+    but not round (as contrastive features after a short warm-up are) become blobs K-means can
+    separate. Deterministic for a given seed. The embedding runs in a child process
+    (scl/umap_embedding.py says why)."""
+    from scl.umap_embedding import COMPONENTS, embed_in_child
+
+    x = np.asarray(features, np.float32)
+    n = len(x)
+    if n <= COMPONENTS + 2:  # too few points to embed: K-means on the features themselves
+        return kmeans_partition(x, num_clusters, seed)
+    return kmeans_partition(embed_in_child(x, min(UMAP_NEIGHBOURS, n - 1), seed), num_clusters, seed)
+
+
+START_PARTITIONS = {"kmeans": kmeans_partition, "umap_kmeans": umap_kmeans_partition}
+
+
 def refresh(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eq. 5: y_i = argmax_j of the classifier output (or of p~ without online CD).
 

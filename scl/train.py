@@ -315,8 +315,9 @@ class Trainer:
     def _start_clusters(self, outs: dict[str, np.ndarray]) -> dict:
         """Where clustering starts (`init_labels`): the random partition (spec section 6)
         stays as it is; `kmeans` (ours, issue 10) replaces it by K-means on each task's
-        features (scl/cluster_state.py `start_from_kmeans`). Returns a log record."""
-        if self.t.init_labels != "kmeans" or not self.model.num_clusters:
+        features, `umap_kmeans` by K-means on a UMAP embedding of them (scl/cluster_state.py
+        `start_from_kmeans`). Returns a log record."""
+        if self.t.init_labels == "random" or not self.model.num_clusters:
             return {}
         # the refill's seed is the last warm-up epoch's (W - 1); for W = 0 it is "epoch -1",
         # so it differs from epoch 0's own refill after the first refresh
@@ -324,8 +325,8 @@ class Trainer:
         self.state, rec = start_from_kmeans(
             self.state, outs, self.model.num_clusters, self.t.reweight_s0, self.s.seed,
             refill_seed=epoch_seed(self.s.seed, start_epoch) if self.t.refill_memory else None,
-            memories=self.model.memories)
-        return {"init_labels": "kmeans", **rec}
+            memories=self.model.memories, method=self.t.init_labels)
+        return {"init_labels": self.t.init_labels, **rec}
 
     def _memory_assign(self, task: str = "target"):
         """Eq. 3's argmax over the task's memory as it is now (features n x d -> n labels),
@@ -357,7 +358,7 @@ class Trainer:
             if self.t.save_features:
                 init = self._infer_all()
                 atomic_savez(self.out / "features_init.npz", **_features(init), labels=self._labels_or_empty())
-            if self.t.cluster_warmup_epochs == 0 and self.t.init_labels == "kmeans":
+            if self.t.cluster_warmup_epochs == 0 and self.t.init_labels != "random":
                 # no warm-up: K-means on the initial features before the first epoch (kept in
                 # the first checkpoint's state, so a resume never redoes it)
                 self._start_clusters(init if init is not None else self._infer_all())

@@ -179,3 +179,45 @@ def test_min_cluster_size():
     assert pl.min_cluster_size(1797, 10, 0.2) == 35  # floor(35.94)
     assert pl.min_cluster_size(100, 3, 0.0) == 0
     assert pl.min_cluster_size(60000, 20, 1.0) == 3000
+
+
+def _moons_on_the_sphere(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two interleaved half-moons placed on the unit sphere of 16-d (as the tasks' features are
+    L2-normalised; the moons sit on a plane at distance 3 from the origin, so normalising keeps
+    their shape): connected, non-convex classes that K-means cuts across."""
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(n, noise=0.05, random_state=seed)
+    f = np.hstack([x, np.full((n, 1), 3.0), np.zeros((n, 13))])
+    return (f / np.linalg.norm(f, axis=1, keepdims=True)).astype(np.float32), y
+
+
+def test_umap_kmeans_separates_non_convex_classes_that_kmeans_cuts():
+    """init_labels: umap_kmeans (ours, issue 10): K-means on a UMAP embedding follows the
+    k-NN graph, so it recovers the two moons, where K-means on the features themselves splits
+    them across the middle."""
+    from sklearn.metrics import adjusted_rand_score
+
+    f, y = _moons_on_the_sphere()
+    plain = adjusted_rand_score(y, pl.kmeans_partition(f, 2, 0))
+    umap_km = pl.umap_kmeans_partition(f, 2, 0)
+    assert adjusted_rand_score(y, umap_km) > 0.95 and plain < 0.6, (plain, adjusted_rand_score(y, umap_km))
+    assert umap_km.dtype == np.int64 and set(umap_km.tolist()) == {0, 1}
+    assert np.array_equal(umap_km, pl.umap_kmeans_partition(f, 2, 0))  # seeded: the same start every time
+
+
+def test_umap_kmeans_falls_back_to_kmeans_on_too_few_points():
+    f = np.eye(6, dtype=np.float32)[[0, 0, 1, 1, 2, 2]] + 0.01 * np.arange(6)[:, None]
+    assert np.array_equal(pl.umap_kmeans_partition(f, 3, 0), pl.kmeans_partition(f, 3, 0))
+    assert set(pl.START_PARTITIONS) == {"kmeans", "umap_kmeans"}
+
+
+def test_umap_embedding_runs_in_a_child_and_its_failure_names_the_fix():
+    """The embedding runs in a child process (numba's OpenMP pool must not start in the
+    trainer's); a failure there comes back as an error that says what to do, not a hang."""
+    from scl.umap_embedding import embed, embed_in_child
+
+    f, _ = _moons_on_the_sphere(200)
+    assert np.array_equal(embed_in_child(f, 10, 0), embed(f, 10, 0))  # the same numbers as in-process
+    with pytest.raises(RuntimeError, match="(?s)UMAP embedding of init_labels: umap_kmeans failed.*Input contains NaN.*init_labels: kmeans"):
+        embed_in_child(np.full((50, 4), np.nan, np.float32), 10, 0)

@@ -196,35 +196,38 @@ def test_classifiers_get_their_own_learning_rate(params, digits_npz, tmp_path):
     assert head_group["lr"] == pytest.approx(10.0 * encoder_group["lr"])
 
 
-def test_warmup_epochs_keep_the_random_partition_then_start_from_kmeans(params, digits_npz, tmp_path):
+@pytest.mark.parametrize("init", ["kmeans", "umap_kmeans"])
+def test_warmup_epochs_keep_the_random_partition_then_start_from_kmeans(params, digits_npz, tmp_path, init):
     """cluster_warmup_epochs=2, init_labels=kmeans: epochs 1-2 are instance discrimination
     (no CD loss, the random partition untouched), the partition clustering starts from is
-    K-means on the target-task features after epoch 2 (logged as such), and epoch 3 clusters."""
-    from scl.pseudo_labels import kmeans_partition
+    K-means on the target-task features after epoch 2 (logged as such), and epoch 3 clusters.
+    With umap_kmeans the start is K-means on a UMAP embedding of those features."""
+    from scl.pseudo_labels import START_PARTITIONS
     from scl.metrics import evaluate
 
     data = load_prepared(digits_npz)
-    settings = _settings(params, epochs=3, cluster_warmup_epochs=2, init_labels="kmeans")
+    settings = _settings(params, epochs=3, cluster_warmup_epochs=2, init_labels=init)
     tr = Trainer(settings, data, tmp_path, progress=False)
     initial = {t: v.copy() for t, v in tr.state.pseudo.items()}
     tr.run(stop_after_epoch=1)
     assert all(np.array_equal(tr.state.pseudo[t], initial[t]) for t in initial)
     tr.run(stop_after_epoch=2)
-    start = kmeans_partition(tr._infer_all()["feat_target"], 10, 0)
+    start = START_PARTITIONS[init](tr._infer_all()["feat_target"], 10, 0)
     assert np.array_equal(tr.state.pseudo["target"], start)
     assert tr.state.change_counts.tolist() == [1.0] * len(data)
     tr.run()
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r.get("warmup", False) for r in log] == [True, True, False]
     assert [r["cd_target"] for r in log[:2]] == [0.0, 0.0] and log[2]["cd_target"] > 0
-    assert "init_labels" not in log[0] and log[1]["init_labels"] == "kmeans"
+    assert "init_labels" not in log[0] and log[1]["init_labels"] == init
     # epoch 2's score is that of the K-means partition clustering starts from
     assert log[1]["acc"] == pytest.approx(evaluate(data.labels, start)["acc"])
     assert log[1]["acc"] > 0.4 and log[0]["acc"] < 0.2  # K-means on learnt features vs a random partition
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("warmup,init,stop", [(2, "kmeans", 1), (2, "kmeans", 2), (0, "kmeans", 1)])
+@pytest.mark.parametrize("warmup,init,stop", [(2, "kmeans", 1), (2, "kmeans", 2), (0, "kmeans", 1),
+                                             (2, "umap_kmeans", 2)])
 def test_warmup_and_kmeans_start_resume_exactly(params, digits_npz, tmp_path, warmup, init, stop):
     """An interruption inside the warm-up, right after the K-means start, or (without warm-up)
     after the K-means start on the initial features resumes to the uninterrupted run."""
