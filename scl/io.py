@@ -63,6 +63,11 @@ def atomic_savez(path, **arrays) -> Path:
     return _atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
+def atomic_save_npy(path, array: np.ndarray) -> Path:
+    """np.save, atomically. `path` should end in .npy (np.save adds nothing to a file object)."""
+    return _atomic_write(path, lambda f: np.save(f, array))
+
+
 def atomic_torch_save(path, obj: Any) -> Path:
     import torch
 

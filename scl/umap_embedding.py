@@ -62,10 +62,9 @@ def main(argv=None) -> int:
     ap.add_argument("--neighbours", type=int, required=True)
     ap.add_argument("--seed", type=int, required=True)
     a = ap.parse_args(argv)
-    embedding = embed(np.load(a.features), a.neighbours, a.seed)
-    tmp = a.out.with_suffix(".part.npy")
-    np.save(tmp, embedding)
-    os.replace(tmp, a.out)  # the parent never reads a half-written file
+    from scl.io import atomic_save_npy
+
+    atomic_save_npy(a.out, embed(np.load(a.features), a.neighbours, a.seed))  # never half-written
     return 0
 
 

@@ -98,7 +98,9 @@ def test_successful_writes_roundtrip(tmp_path):
     assert (tmp_path / "sub" / "dir" / "t.txt").read_text(encoding="utf-8") == "héllo"
     sio.atomic_savez(tmp_path / "a.npz", images=np.ones((2, 3), np.uint8))
     assert np.load(tmp_path / "a.npz")["images"].dtype == np.uint8
-    assert only(tmp_path) == ["a.npz", "m.json", "sub"]
+    sio.atomic_save_npy(tmp_path / "e.npy", np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert np.array_equal(np.load(tmp_path / "e.npy"), np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert only(tmp_path) == ["a.npz", "e.npy", "m.json", "sub"]
 
 
 def test_json_unserialisable_raises_and_writes_nothing(tmp_path):

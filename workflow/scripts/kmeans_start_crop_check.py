@@ -15,7 +15,6 @@ Usage: python workflow/scripts/kmeans_start_crop_check.py --dataset fashion --se
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -57,6 +56,7 @@ def read(run: Path, images: np.ndarray, labels: np.ndarray, crops: list[float], 
 
 def main(argv=None) -> int:
     from scl.config import parse_overrides
+    from scl.io import atomic_write_json
     from scl.data.prepared import load_prepared
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -80,8 +80,7 @@ def main(argv=None) -> int:
         print(f"seed {seed} after {warm} warm-up epoch(s): " + "  ".join(
             f"crop {c}: " + " ".join(f"{k} {v:.3f}" for k, v in row.items()) for c, row in r["read_at"].items()),
             flush=True)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(results, indent=1) + "\n")
+    atomic_write_json(a.out, results)
     return 0
 
 

@@ -15,35 +15,44 @@ Usage: python workflow/scripts/umap_kmeans_check.py --runs DIR [DIR ...] --out J
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
 
-def features(run: Path, keys: list[str], data_path: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    if (run / "features.npz").exists():
-        z = np.load(run / "features.npz")
-        return {k: z[k] for k in keys if k in z.files}, z["labels"]
-    from scl.assign import infer_outputs, load_run
+@functools.cache  # one read of the prepared data for all checkpoint-only folders
+def prepared(data_path: str):
     from scl.data.prepared import load_prepared
 
-    data = load_prepared(data_path)
+    return load_prepared(data_path)
+
+
+def features(run: Path, keys: list[str], data_path: str) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+    """The run's features per key, the true labels and the run's seed."""
+    if (run / "features.npz").exists():
+        z = np.load(run / "features.npz")
+        seed = json.loads((run / "metrics.json").read_text())["seed"]
+        return {k: z[k] for k in keys if k in z.files}, z["labels"], seed
+    from scl.assign import infer_outputs, load_run
+
+    data = prepared(data_path)
     model = load_run(run, device="cpu", require_head=False)  # float32, the run's own eval crop
     have = [k for k in keys if k == "backbone" or k.removeprefix("feat_") in model.settings["train"]["tasks"]]
-    return infer_outputs(model, data.images, tuple(have), batch_size=1024), data.labels
+    return infer_outputs(model, data.images, tuple(have), batch_size=1024), data.labels, model.settings["seed"]
 
 
 def main(argv=None) -> int:
     import torch
 
+    from scl.io import atomic_write_json
     from scl.metrics import evaluate
     from scl.pseudo_labels import kmeans_partition, umap_kmeans_partition
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", nargs="+", type=Path, required=True, help="run folders (seed<k> in the name)")
+    ap.add_argument("--runs", nargs="+", type=Path, required=True, help="finished runs, or warm-up checkpoints")
     ap.add_argument("--keys", nargs="+", default=["feat_target", "feat_instance", "backbone"])
     ap.add_argument("--data", default="data/prepared/fashion.npz", help="for checkpoint-only folders")
     ap.add_argument("--out", type=Path, required=True)
@@ -51,8 +60,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     rows = []
     for run in a.runs:
-        seed = int(re.search(r"seed(\d+)", str(run)).group(1))
-        feats, labels = features(run, a.keys, a.data)
+        feats, labels, seed = features(run, a.keys, a.data)
         k = int(labels.max()) + 1  # the dataset's classes
         for key, f in feats.items():
             row = {"run": str(run), "seed": seed, "key": key,
@@ -61,8 +69,7 @@ def main(argv=None) -> int:
             rows.append(row)
             print(f"{run} {key}: K-means {row['kmeans_acc']:.3f}  UMAP + K-means {row['umap_kmeans_acc']:.3f}",
                   flush=True)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(rows, indent=1) + "\n")
+    atomic_write_json(a.out, rows)
     return 0
 
 
