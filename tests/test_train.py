@@ -243,6 +243,23 @@ def test_warmup_and_kmeans_start_resume_exactly(params, digits_npz, tmp_path, wa
     assert strip(full.records) == strip(second.records)
 
 
+def test_a_run_without_clustered_tasks_never_reaches_the_start(params, digits_npz, tmp_path):
+    """MoCo and the instance-only ablation have no pseudo-labels, so `init_labels` cannot move
+    them: they train bit for bit as with the random partition. (Why the fashion set's MoCo and
+    instance-only runs were not retrained when its start became umap_kmeans.)"""
+    data = load_prepared(digits_npz)
+    init, runs = "umap_kmeans", {}
+    for name in ("random", init):
+        tr = Trainer(_settings(params, epochs=2, tasks=["instance"], reweight=False, cluster_warmup_epochs=1,
+                               init_labels=name), data, tmp_path / name, progress=False)
+        tr.run()
+        runs[name] = tr
+    a, b = _state(runs["random"].model), _state(runs[init].model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert strip(runs["random"].records) == strip(runs[init].records)
+    assert not any("init_labels" in r for r in runs[init].records)
+
+
 def test_warmup_must_leave_a_clustering_epoch(params):
     from scl.config import ConfigError
 

@@ -13,12 +13,13 @@ Usage: python workflow/scripts/eval_crop_check.py --data NPZ --out JSON [--crops
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from scl.io import atomic_write_json
 
 
 def check(run: Path, images: np.ndarray, labels: np.ndarray, crops: list[float], batch: int = 1024) -> dict:
@@ -59,8 +60,7 @@ def main(argv=None) -> int:
         r = results[-1]
         print(f"{r['variant']} ({'+'.join(r['tasks'])}) seed {r['seed']} (trained at {r['trained_with_eval_crop']}): " + "  ".join(
             f"crop {c}: " + " ".join(f"{k} {v:.3f}" for k, v in row.items()) for c, row in r["read_at"].items()))
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(results, indent=1) + "\n")
+    atomic_write_json(a.out, results)  # never a half-written file
     return 0
 
 

@@ -12,13 +12,14 @@ Usage: python workflow/scripts/head_input_check.py --data NPZ --out JSON RUN_DIR
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from scl.io import atomic_write_json
 
 
 def check(run: Path, data_path: str, views: int, batch: int = 1024) -> dict:
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     results = [check(run, a.data, a.views) for run in a.runs]
-    a.out.write_text(json.dumps(results, indent=1) + "\n")
+    atomic_write_json(a.out, results)  # never a half-written file
     for r in results:
         print(f"seed {r['seed']}: clean {r['clean_acc']:.3f}  views {r['view_acc_mean']:.3f}  "
               f"vote of {a.views} views {r['vote_acc']:.3f}  view = clean label {r['view_agrees_with_clean']:.2f}")
