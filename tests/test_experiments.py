@@ -260,3 +260,27 @@ def test_job_resources_come_from_the_set(params):
     assert paper.resources["baseline"].runtime_for("tiny-imagenet") == 720
     smoke = ExperimentSet.from_params(params, "smoke")  # no block: the defaults
     assert smoke.resources["train"].mem_mb == 4000 and smoke.resources["baseline"].runtime_for("digits") == 60
+
+
+def test_pipeline_docs_table_of_sets_matches_params(params):
+    """docs/PIPELINE.md's table of experiment sets states each set's seeds and training runs by
+    hand; they must follow params.yaml (the `digits` row once said 3 seeds and 24 runs while
+    the set had 5 and 28)."""
+    import re
+
+    rows = {}
+    for line in (ROOT / "docs" / "PIPELINE.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        name = re.match(r"`([\w-]+)`", cells[0])
+        if len(cells) == 5 and name and name[1] in params["experiment_sets"]:
+            rows[name[1]] = cells
+    assert {"digits", "fashion", "paper", "smoke"} <= set(rows), rows.keys()
+    for name, (_, _, seeds_cell, runs_cell, _) in rows.items():
+        if name == "folder":  # its runs depend on the user's folder (labels or not)
+            continue
+        es = ExperimentSet.from_params(params, name)
+        want = str(len(es.seeds))
+        if es.ablations and (es.ablation_seeds != es.seeds or "(ablations" in seeds_cell):
+            want += f" (ablations {len(es.ablation_seeds)})"
+        assert seeds_cell == want, (name, seeds_cell, want)
+        assert int(runs_cell) == len(es.runs()), (name, runs_cell, len(es.runs()))
