@@ -3,6 +3,7 @@
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -266,8 +267,6 @@ def test_pipeline_docs_table_of_sets_matches_params(params):
     """docs/PIPELINE.md's table of experiment sets states each set's seeds and training runs by
     hand; they must follow params.yaml (the `digits` row once said 3 seeds and 24 runs while
     the set had 5 and 28)."""
-    import re
-
     rows = {}
     for line in (ROOT / "docs" / "PIPELINE.md").read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]

@@ -1,11 +1,15 @@
-"""Markdown tables of the fashion ablation runs in a records folder."""
-import json, pathlib, statistics, sys
+"""Markdown tables of the fashion ablation runs in a records folder (every seed<k> folder found;
+mean ± sample std by scl.report.collect.mean_std, the spread every committed table reports)."""
+import json, pathlib, sys
+
+from scl.report.collect import mean_std
+
 root = pathlib.Path(sys.argv[1])
 order = ["scl", "no_reweight", "no_online_cd", "no_cross_cluster", "target_only", "under_only", "instance_only", "moco"]
 runs = {}
 for v in order:
-    for s in (0, 1, 2):
-        d = root / v / f"seed{s}"
+    for d in sorted(root.glob(f"{v}/seed*")):
+        s = int(d.name.removeprefix("seed"))
         if (d / "metrics.json").exists():
             rows = [json.loads(l) for l in (d / "log.jsonl").read_text().splitlines()]
             runs[v, s] = (json.loads((d / "metrics.json").read_text()), rows)
@@ -16,7 +20,8 @@ for v in order:
     accs = [runs[v, s][0]["acc"] if (v, s) in runs else None for s in seeds]
     if not any(a is not None for a in accs): continue
     have = [a for a in accs if a is not None]
-    mean = f"{statistics.mean(have):.3f}" + (f" ± {statistics.stdev(have):.3f}" if len(have) > 1 else "")
+    m, sd = mean_std(have)
+    mean = f"{m:.3f}" + (f" ± {sd:.3f}" if len(have) > 1 else "")
     diffs = ", ".join(f"{a - runs['scl', s][0]['acc']:+.3f}" for a, s in zip(accs, seeds) if a is not None and ('scl', s) in runs) if v != "scl" else ""
     kmb = " / ".join(f"{runs[v, s][1][-1].get('diag_kmeans_backbone_acc', float('nan')):.3f}" if (v, s) in runs else "-" for s in seeds)
     print(f"| {v} | " + " | ".join(f"{a:.3f}" if a is not None else "" for a in accs) + f" | {mean} | {diffs} | {kmb} |")
