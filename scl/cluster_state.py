@@ -10,7 +10,9 @@ After every epoch, from the query encoder's outputs on the whole (un-augmented) 
 With `init_labels: kmeans` (ours, issue 10) clustering starts, instead of from the random
 partition, from K-means on each task's features (`start_from_kmeans`), at the end of the
 `cluster_warmup_epochs` (or before the first epoch without warm-up); `umap_kmeans` runs the
-K-means on a UMAP embedding of the features instead.
+K-means on a UMAP embedding of the features instead. With `relabel_epochs` (ours, issue 10)
+the same start is made again after the listed epochs, on the features as they are then, its
+clusters renamed to the head's classes they overlap most (`align_to`).
 
 `update_clusters` is a function of explicit state: it takes a `ClusterState` and returns
 a new one with the epoch's log record; only the memory refill acts in place (on the
@@ -64,17 +66,22 @@ def start_from_kmeans(
     refill_seed: int | None = None,
     memories=None,
     method: str = "kmeans",
+    align_to: dict[str, np.ndarray] | None = None,
 ) -> tuple[ClusterState, dict]:
     """`init_labels: kmeans` (ours, issue 10): every clustered task starts from K-means (C_t
     clusters) on its own features `feat_<task>` instead of the random partition
     (`method: umap_kmeans`: K-means on a UMAP embedding of them); the class
     weights follow the new labels and the eq. 6 counts start again at s^0 (the switch is
     the start of clustering, not a change of label). With refill_seed and memories, each
-    task's memory is rebuilt from the new labels, as after a refresh.
+    task's memory is rebuilt from the new labels, as after a refresh. With `align_to` (per
+    task, the labels the head gives now: a `relabel_epochs` restart) each new partition's
+    clusters are renamed to the head's classes they overlap most (`pl.align_labels`).
     Returns the new state and a log record (per task: the cluster sizes of the partition)."""
     pseudo, rec = dict(state.pseudo), {}
     for task, c in num_clusters.items():
         pseudo[task] = pl.START_PARTITIONS[method](outs[f"feat_{task}"], c, seed)
+        if align_to is not None:
+            pseudo[task] = pl.align_labels(pseudo[task], align_to[task], c)
         rec[f"sizes_{task}"] = np.bincount(pseudo[task], minlength=c).tolist()
         _refill(memories, task, outs, pseudo[task], refill_seed)
     weights = {t: pl.balanced_class_weights(pseudo[t], c) for t, c in num_clusters.items()}

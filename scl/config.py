@@ -74,6 +74,8 @@ class TrainSettings:
     eval_crop: float = 1.0  # ours (issue 10): side fraction of the centred crop the un-augmented path reads; 1 = whole image
     projection: str = "linear"  # linear (spec section 2) | mlp (ours, issue 10): each task's feature space on the backbone
     bn_splits: int = 1  # ours (issue 10): > 1 = MoCo's shuffle BN on one device (scl/models/split_batchnorm.py)
+    relabel_epochs: tuple[int, ...] = ()  # ours (issue 10): after these epochs the pseudo-labels start again from
+    # `init_labels` on the features as they are then (scl/train.py); () = never (the paper)
 
 
 @dataclass(frozen=True)
@@ -274,20 +276,41 @@ def resolve(params: dict, dataset: str, variant: str = "scl", seed: int = 0, ove
         raise ConfigError("\n".join(_format_schema_error(e, f"run {dataset}/{variant}") for e in errors))
     if not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    train = TrainSettings(**{**merged, "tasks": tuple(merged["tasks"])})
-    if train.cluster_warmup_epochs >= train.epochs:
-        raise ConfigError(
-            f"run {dataset}/{variant}: cluster_warmup_epochs {train.cluster_warmup_epochs} leaves no clustering epoch "
-            f"of {train.epochs}; lower cluster_warmup_epochs below epochs (0 = the paper's Algorithm 1)")
-    if train.batch_size % train.bn_splits:
-        raise ConfigError(
-            f"run {dataset}/{variant}: bn_splits {train.bn_splits} does not divide batch_size {train.batch_size}; "
-            f"choose a divisor of it (1 = BN over the whole batch)")
+    train = _train_settings(merged)
+    _check_schedule(train, f"run {dataset}/{variant}")
     dataset_settings = DatasetSettings(name=dataset, **{k: v for k, v in ds.items() if k != "train"})
     settings = RunSettings(dataset=dataset_settings, variant=variant, seed=seed, train=train, overrides=dict(overrides or {}))
     if dataset_settings.num_classes is not None:
         _check_memory(settings)
     return settings
+
+
+def _train_settings(d: dict) -> TrainSettings:
+    """TrainSettings from a schema-checked train block (lists become tuples: the settings are frozen)."""
+    return TrainSettings(**{**d, "tasks": tuple(d["tasks"]), "relabel_epochs": tuple(d.get("relabel_epochs", ()))})
+
+
+def _check_schedule(train: TrainSettings, where: str) -> None:
+    """What the schema cannot say: the epoch settings against each other."""
+    if train.cluster_warmup_epochs >= train.epochs:
+        raise ConfigError(
+            f"{where}: cluster_warmup_epochs {train.cluster_warmup_epochs} leaves no clustering epoch "
+            f"of {train.epochs}; lower cluster_warmup_epochs below epochs (0 = the paper's Algorithm 1)")
+    if train.batch_size % train.bn_splits:
+        raise ConfigError(
+            f"{where}: bn_splits {train.bn_splits} does not divide batch_size {train.batch_size}; "
+            f"choose a divisor of it (1 = BN over the whole batch)")
+    if train.relabel_epochs:
+        if train.init_labels == "random":
+            raise ConfigError(
+                f"{where}: relabel_epochs {list(train.relabel_epochs)} start the labels again from init_labels, "
+                f"which is random; set init_labels to kmeans or umap_kmeans, or relabel_epochs to []")
+        late = [e for e in train.relabel_epochs if not train.cluster_warmup_epochs < e < train.epochs]
+        if late:
+            raise ConfigError(
+                f"{where}: relabel_epochs {late} must lie after the warm-up (cluster_warmup_epochs "
+                f"{train.cluster_warmup_epochs}) and before the last epoch ({train.epochs}), so that training "
+                f"follows each new partition; choose epochs in {train.cluster_warmup_epochs + 1}..{train.epochs - 1}")
 
 
 def _check_memory(settings: RunSettings) -> None:
@@ -354,6 +377,7 @@ def method_settings(settings: RunSettings) -> dict:
     d = settings.to_dict()
     d["train"] = {k: v for k, v in d["train"].items() if k not in EXECUTION_SETTINGS}
     d["train"]["tasks"] = list(d["train"]["tasks"])
+    d["train"]["relabel_epochs"] = list(d["train"]["relabel_epochs"])
     d.pop("overrides", None)  # already merged into `train`
     return d
 
@@ -421,6 +445,7 @@ def settings_from_json(text: str, source: str = "--settings") -> RunSettings:
         ds = DatasetSettings(**dataset)
     except TypeError as e:
         raise ConfigError(f"{source}: dataset block: {e}") from None
-    return RunSettings(dataset=ds, variant=variant, seed=seed,
-                       train=TrainSettings(**{**train, "tasks": tuple(train["tasks"])}),
-                       overrides=dict(d.get("overrides") or {}))
+    settings = RunSettings(dataset=ds, variant=variant, seed=seed, train=_train_settings(train),
+                           overrides=dict(d.get("overrides") or {}))
+    _check_schedule(settings.train, source)
+    return settings

@@ -45,6 +45,22 @@ def umap_kmeans_partition(features: np.ndarray, num_clusters: int, seed: int) ->
 START_PARTITIONS = {"kmeans": kmeans_partition, "umap_kmeans": umap_kmeans_partition}
 
 
+def align_labels(labels: np.ndarray, reference: np.ndarray, num_clusters: int) -> np.ndarray:
+    """`labels` with its clusters renamed so that each takes the index of the `reference`
+    cluster it shares most samples with (one-to-one, Hungarian matching). The partition is
+    unchanged; only its names move. Used by `relabel_epochs` (ours, issue 10): the new
+    partition keeps the head's class indices where it can, so the classifier trained so far
+    still points at (nearly) the same clusters instead of at a random permutation of them."""
+    from scipy.optimize import linear_sum_assignment
+
+    counts = np.zeros((num_clusters, num_clusters), np.int64)  # counts[new, old]
+    np.add.at(counts, (labels, reference), 1)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    rename = np.empty(num_clusters, np.int64)
+    rename[rows] = cols
+    return rename[labels]
+
+
 def refresh(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eq. 5: y_i = argmax_j of the classifier output (or of p~ without online CD).
 

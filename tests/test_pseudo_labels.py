@@ -221,3 +221,33 @@ def test_umap_embedding_runs_in_a_child_and_its_failure_names_the_fix():
     assert np.array_equal(embed_in_child(f, 10, 0), embed(f, 10, 0))  # the same numbers as in-process
     with pytest.raises(RuntimeError, match="(?s)UMAP embedding of init_labels: umap_kmeans failed.*Input contains NaN.*init_labels: kmeans"):
         embed_in_child(np.full((50, 4), np.nan, np.float32), 10, 0)
+
+
+def test_align_labels_renames_a_permuted_partition_back():
+    """A pure renaming of the reference comes back as the reference itself."""
+    ref = np.array([0, 0, 1, 1, 2, 2])
+    assert pl.align_labels(np.array([2, 2, 0, 0, 1, 1]), ref, 3).tolist() == ref.tolist()
+
+
+def test_align_labels_hand_case_with_overlap_and_an_empty_cluster():
+    """new cluster 1 = {0, 1, 2} overlaps reference 3 on 2 samples, 0 on 1; new cluster 0 =
+    {3, 4} lies in reference 0; new 2 = {5} too. One-to-one: 1 -> 3 (2 shared), 0 -> 0 (2),
+    and 2 must take a free index: of 1 and 2 (0 overlap each), the Hungarian solver's pick;
+    the partition itself is unchanged (same groups), only its names move."""
+    labels = np.array([1, 1, 1, 0, 0, 2])
+    ref = np.array([3, 3, 0, 0, 0, 0])
+    out = pl.align_labels(labels, ref, 4)
+    assert out[:3].tolist() == [3, 3, 3] and out[3:5].tolist() == [0, 0]
+    assert out[5] in (1, 2)
+    # the same partition: equal labels stay equal, different stay different
+    assert ((labels[:, None] == labels[None, :]) == (out[:, None] == out[None, :])).all()
+
+
+def test_align_labels_maximises_agreement_over_every_renaming():
+    """On random labels, no renaming (all 4! = 24) agrees with the reference more often."""
+    import itertools
+
+    rng = np.random.default_rng(0)
+    labels, ref = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
+    best = max((np.array(p)[labels] == ref).sum() for p in itertools.permutations(range(4)))
+    assert (pl.align_labels(labels, ref, 4) == ref).sum() == best

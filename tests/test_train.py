@@ -260,6 +260,101 @@ def test_a_run_without_clustered_tasks_never_reaches_the_start(params, digits_np
     assert not any("init_labels" in r for r in runs[init].records)
 
 
+def test_relabel_epochs_start_the_labels_again_from_kmeans_on_that_epochs_features(params, digits_npz, tmp_path):
+    """relabel_epochs=[2] (ours, issue 10): after epoch 2's own eq. 5 refresh, the target and
+    under-clustering labels are replaced by K-means (init_labels) on epoch 2's features, with
+    a seed of that epoch, its clusters named after the head's classes; the eq. 6 counts start again at s^0; epoch 2's log scores the new
+    partition (`acc`) and the eq. 5 labels it replaced (`relabel_from_acc`); epoch 3 trains
+    on the new partition and refreshes it by eq. 5 again."""
+    from scl.metrics import evaluate
+    from scl.pseudo_labels import START_PARTITIONS, align_labels, refresh
+
+    data = load_prepared(digits_npz)
+    settings = _settings(params, epochs=3, cluster_warmup_epochs=1, init_labels="kmeans", relabel_epochs=[2])
+    tr = Trainer(settings, data, tmp_path, progress=False)
+    tr.run(stop_after_epoch=2)
+    outs = tr._infer_all()
+    start = {}
+    for task, c in (("target", 10), ("under", 5)):
+        head, _ = refresh(outs[f"prob_{task}"])  # the head's labels after epoch 2, before the relabel
+        start[task] = align_labels(START_PARTITIONS["kmeans"](outs[f"feat_{task}"], c, 0 + 2), head, c)
+        assert np.array_equal(tr.state.pseudo[task], start[task])
+    assert tr.state.change_counts.tolist() == [1.0] * len(data)
+    eq5, _ = refresh(outs["prob_target"])
+    assert not np.array_equal(eq5, tr.state.pseudo["target"])
+    # renamed to the head's classes: agreeing with them more than the overlap any renaming gets by chance
+    assert (eq5 == tr.state.pseudo["target"]).mean() > 0.5
+    tr.run()
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r.get("relabel") for r in log] == [None, "kmeans", None]
+    assert log[1]["acc"] == pytest.approx(evaluate(data.labels, start["target"])["acc"])
+    assert log[1]["relabel_from_acc"] == pytest.approx(evaluate(data.labels, eq5)["acc"])
+    assert log[2]["changed_target"] > 0 and "relabel_from_acc" not in log[2]
+
+
+@pytest.mark.slow
+def test_a_run_interrupted_at_a_relabel_resumes_exactly(params, digits_npz, tmp_path):
+    """The relabelled partition lives in the checkpoint: stopping right after the relabel
+    epoch and resuming gives the uninterrupted run bit for bit."""
+    data = load_prepared(digits_npz)
+    settings = _settings(params, epochs=3, cluster_warmup_epochs=1, init_labels="kmeans", relabel_epochs=[2])
+    full = Trainer(settings, data, tmp_path / "full", progress=False)
+    full_metrics = full.run()
+    Trainer(settings, data, tmp_path / "split", progress=False).run(stop_after_epoch=2)
+    second = Trainer(settings, data, tmp_path / "split", progress=False)
+    assert second.run()["acc"] == full_metrics["acc"]
+    a, b = _state(full.model), _state(second.model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert strip(full.records) == strip(second.records)
+
+
+def test_relabel_is_a_no_op_for_runs_without_clustered_tasks(params, digits_npz, tmp_path):
+    """MoCo (instance only) has no pseudo-labels to start again: relabel_epochs leaves it bit
+    for bit as it is, so a set that relabels keeps its MoCo baseline."""
+    data = load_prepared(digits_npz)
+    runs = {}
+    for name, relabel in (("off", []), ("on", [2])):
+        tr = Trainer(_settings(params, epochs=3, tasks=["instance"], reweight=False, cluster_warmup_epochs=1,
+                               init_labels="kmeans", relabel_epochs=relabel), data, tmp_path / name, progress=False)
+        tr.run()
+        runs[name] = tr
+    a, b = _state(runs["off"].model), _state(runs["on"].model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert strip(runs["off"].records) == strip(runs["on"].records)
+    assert not any("relabel" in r for r in runs["on"].records)
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ({"init_labels": "random", "relabel_epochs": [2]}, r"relabel_epochs \[2\] start the labels again from "
+                                                        r"init_labels, which is random"),
+    ({"init_labels": "kmeans", "cluster_warmup_epochs": 2, "relabel_epochs": [2, 4]},
+     r"relabel_epochs \[2\] must lie after the warm-up .* choose epochs in 3\.\.4"),
+    ({"init_labels": "kmeans", "relabel_epochs": [5]}, r"relabel_epochs \[5\] must lie .*before the last epoch"),
+    ({"init_labels": "kmeans", "relabel_epochs": [0]}, r"relabel_epochs"),
+    ({"init_labels": "kmeans", "relabel_epochs": [2, 2]}, r"relabel_epochs"),
+    ({"init_labels": "kmeans", "relabel_epochs": 2}, r"relabel_epochs"),
+])
+def test_relabel_epochs_are_checked_before_any_work(params, overrides, match):
+    from scl.config import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        _settings(params, epochs=5, **overrides)
+
+
+def test_relabel_epochs_survive_the_settings_json(params):
+    """The workflow hands `scl train` its settings as JSON: the schedule comes back as the
+    same (frozen) tuple, and a schedule the checks refuse is refused there too."""
+    from scl.config import ConfigError, settings_from_json, settings_to_json
+
+    s = _settings(params, epochs=5, cluster_warmup_epochs=1, init_labels="kmeans", relabel_epochs=[4, 2])
+    assert s.train.relabel_epochs == (4, 2)
+    assert settings_from_json(settings_to_json(s)) == s
+    bad = json.loads(settings_to_json(s))
+    bad["train"]["relabel_epochs"] = [5]
+    with pytest.raises(ConfigError, match="before the last epoch"):
+        settings_from_json(json.dumps(bad))
+
+
 def test_warmup_must_leave_a_clustering_epoch(params):
     from scl.config import ConfigError
 
