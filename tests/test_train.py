@@ -226,13 +226,15 @@ def test_warmup_epochs_keep_the_random_partition_then_start_from_kmeans(params, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("warmup,init,stop", [(2, "kmeans", 1), (2, "kmeans", 2), (0, "kmeans", 1),
-                                             (2, "umap_kmeans", 2)])
-def test_warmup_and_kmeans_start_resume_exactly(params, digits_npz, tmp_path, warmup, init, stop):
-    """An interruption inside the warm-up, right after the K-means start, or (without warm-up)
-    after the K-means start on the initial features resumes to the uninterrupted run."""
+@pytest.mark.parametrize("warmup,init,relabel,stop", [(2, "kmeans", [], 1), (2, "kmeans", [], 2),
+                                                     (0, "kmeans", [], 1), (2, "umap_kmeans", [], 2),
+                                                     (1, "kmeans", [2], 2)])
+def test_warmup_and_kmeans_start_resume_exactly(params, digits_npz, tmp_path, warmup, init, relabel, stop):
+    """An interruption inside the warm-up, right after the K-means start, (without warm-up)
+    after the K-means start on the initial features, or right after a `relabel_epochs` relabel
+    (its partition lives in the checkpoint) resumes to the uninterrupted run."""
     data = load_prepared(digits_npz)
-    settings = _settings(params, epochs=3, cluster_warmup_epochs=warmup, init_labels=init)
+    settings = _settings(params, epochs=3, cluster_warmup_epochs=warmup, init_labels=init, relabel_epochs=relabel)
     full = Trainer(settings, data, tmp_path / "full", progress=False)
     full_metrics = full.run()
     Trainer(settings, data, tmp_path / "split", progress=False).run(stop_after_epoch=stop)
@@ -243,29 +245,33 @@ def test_warmup_and_kmeans_start_resume_exactly(params, digits_npz, tmp_path, wa
     assert strip(full.records) == strip(second.records)
 
 
-def test_a_run_without_clustered_tasks_never_reaches_the_start(params, digits_npz, tmp_path):
-    """MoCo and the instance-only ablation have no pseudo-labels, so `init_labels` cannot move
-    them: they train bit for bit as with the random partition. (Why the fashion set's MoCo and
-    instance-only runs were not retrained when its start became umap_kmeans.)"""
+@pytest.mark.parametrize("moved", [{"epochs": 2, "init_labels": "umap_kmeans"},
+                                   {"epochs": 3, "init_labels": "kmeans", "relabel_epochs": [2]}])
+def test_a_run_without_clustered_tasks_never_reaches_the_start(params, digits_npz, tmp_path, moved):
+    """MoCo and the instance-only ablation have no pseudo-labels, so neither `init_labels` nor
+    `relabel_epochs` can move them: they train bit for bit as with the random partition. (Why
+    the fashion set's MoCo and instance-only runs were not retrained when its start became
+    umap_kmeans, and need not be when it takes a relabel.)"""
     data = load_prepared(digits_npz)
-    init, runs = "umap_kmeans", {}
-    for name in ("random", init):
-        tr = Trainer(_settings(params, epochs=2, tasks=["instance"], reweight=False, cluster_warmup_epochs=1,
-                               init_labels=name), data, tmp_path / name, progress=False)
+    runs = {}
+    for name, overrides in (("random", {"epochs": moved["epochs"], "init_labels": "random"}), ("moved", moved)):
+        tr = Trainer(_settings(params, tasks=["instance"], reweight=False, cluster_warmup_epochs=1, **overrides),
+                     data, tmp_path / name, progress=False)
         tr.run()
         runs[name] = tr
-    a, b = _state(runs["random"].model), _state(runs[init].model)
+    a, b = _state(runs["random"].model), _state(runs["moved"].model)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert strip(runs["random"].records) == strip(runs[init].records)
-    assert not any("init_labels" in r for r in runs[init].records)
+    assert strip(runs["random"].records) == strip(runs["moved"].records)
+    assert not any("init_labels" in r or "relabel" in r for r in runs["moved"].records)
 
 
 def test_relabel_epochs_start_the_labels_again_from_kmeans_on_that_epochs_features(params, digits_npz, tmp_path):
     """relabel_epochs=[2] (ours, issue 10): after epoch 2's own eq. 5 refresh, the target and
     under-clustering labels are replaced by K-means (init_labels) on epoch 2's features, with
-    a seed of that epoch, its clusters named after the head's classes; the eq. 6 counts start again at s^0; epoch 2's log scores the new
-    partition (`acc`) and the eq. 5 labels it replaced (`relabel_from_acc`); epoch 3 trains
-    on the new partition and refreshes it by eq. 5 again."""
+    a seed of that epoch, its clusters named after the head's classes; the eq. 6 counts start
+    again at s^0; epoch 2's log scores the new partition (`acc`) and the eq. 5 labels it
+    replaced (`relabel_from_acc`); epoch 3 trains on the new partition and refreshes it by
+    eq. 5 again."""
     from scl.metrics import evaluate
     from scl.pseudo_labels import START_PARTITIONS, align_labels, refresh
 
@@ -290,38 +296,6 @@ def test_relabel_epochs_start_the_labels_again_from_kmeans_on_that_epochs_featur
     assert log[1]["acc"] == pytest.approx(evaluate(data.labels, start["target"])["acc"])
     assert log[1]["relabel_from_acc"] == pytest.approx(evaluate(data.labels, eq5)["acc"])
     assert log[2]["changed_target"] > 0 and "relabel_from_acc" not in log[2]
-
-
-@pytest.mark.slow
-def test_a_run_interrupted_at_a_relabel_resumes_exactly(params, digits_npz, tmp_path):
-    """The relabelled partition lives in the checkpoint: stopping right after the relabel
-    epoch and resuming gives the uninterrupted run bit for bit."""
-    data = load_prepared(digits_npz)
-    settings = _settings(params, epochs=3, cluster_warmup_epochs=1, init_labels="kmeans", relabel_epochs=[2])
-    full = Trainer(settings, data, tmp_path / "full", progress=False)
-    full_metrics = full.run()
-    Trainer(settings, data, tmp_path / "split", progress=False).run(stop_after_epoch=2)
-    second = Trainer(settings, data, tmp_path / "split", progress=False)
-    assert second.run()["acc"] == full_metrics["acc"]
-    a, b = _state(full.model), _state(second.model)
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert strip(full.records) == strip(second.records)
-
-
-def test_relabel_is_a_no_op_for_runs_without_clustered_tasks(params, digits_npz, tmp_path):
-    """MoCo (instance only) has no pseudo-labels to start again: relabel_epochs leaves it bit
-    for bit as it is, so a set that relabels keeps its MoCo baseline."""
-    data = load_prepared(digits_npz)
-    runs = {}
-    for name, relabel in (("off", []), ("on", [2])):
-        tr = Trainer(_settings(params, epochs=3, tasks=["instance"], reweight=False, cluster_warmup_epochs=1,
-                               init_labels="kmeans", relabel_epochs=relabel), data, tmp_path / name, progress=False)
-        tr.run()
-        runs[name] = tr
-    a, b = _state(runs["off"].model), _state(runs["on"].model)
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert strip(runs["off"].records) == strip(runs["on"].records)
-    assert not any("relabel" in r for r in runs["on"].records)
 
 
 @pytest.mark.parametrize("overrides,match", [
