@@ -287,7 +287,7 @@ def resolve(params: dict, dataset: str, variant: str = "scl", seed: int = 0, ove
 
 def _train_settings(d: dict) -> TrainSettings:
     """TrainSettings from a schema-checked train block (lists become tuples: the settings are frozen)."""
-    return TrainSettings(**{**d, "tasks": tuple(d["tasks"]), "relabel_epochs": tuple(d.get("relabel_epochs", ()))})
+    return TrainSettings(**{**d, "tasks": tuple(d["tasks"]), "relabel_epochs": tuple(d["relabel_epochs"])})
 
 
 def _check_schedule(train: TrainSettings, where: str) -> None:

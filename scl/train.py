@@ -291,12 +291,14 @@ class Trainer:
             rec.update(epoch_diagnostics(outs, self.labels_true, self.s.dataset.num_classes, seed=self.s.seed,
                                          sample_size=t.diagnostics_sample, memory_assign=self._memory_assign()))
         if self._clustering(self.epoch):  # eq. 5 refresh, guards, eq. 6 counts, class weights
+            relabel = self.epoch + 1 in t.relabel_epochs and bool(self.model.num_clusters)  # ours (issue 10)
             self.state, update, raw = update_clusters(
                 self.state, outs, self.model.num_clusters, split_small=t.split_small,
                 min_cluster_ratio=t.min_cluster_ratio, split_seed=self.s.seed + self.epoch,
-                refill_seed=epoch_seed(self.s.seed, self.epoch) if t.refill_memory else None,
+                # a relabel rebuilds the memories from its own partition, with the same seed, just below
+                refill_seed=epoch_seed(self.s.seed, self.epoch) if t.refill_memory and not relabel else None,
                 memories=self.model.memories)
-            if self.epoch + 1 in t.relabel_epochs and self.model.num_clusters:  # ours (issue 10)
+            if relabel:
                 update.update(self._restart_clusters(outs, raw))
                 raw = dict(self.state.pseudo)  # scored below: the partition the next epoch trains on
         else:  # a warm-up epoch: no pseudo-label was used, none is refreshed
@@ -324,11 +326,8 @@ class Trainer:
             return {}
         # the refill's seed is the last warm-up epoch's (W - 1); for W = 0 it is "epoch -1",
         # so it differs from epoch 0's own refill after the first refresh
-        start_epoch = self.t.cluster_warmup_epochs - 1
-        self.state, rec = start_from_kmeans(
-            self.state, outs, self.model.num_clusters, self.t.reweight_s0, self.s.seed,
-            refill_seed=epoch_seed(self.s.seed, start_epoch) if self.t.refill_memory else None,
-            memories=self.model.memories, method=self.t.init_labels)
+        rec = self._partition_from_features(outs, refill_epoch=self.t.cluster_warmup_epochs - 1,
+                                            kmeans_seed=self.s.seed)
         return {"init_labels": self.t.init_labels, **rec}
 
     def _restart_clusters(self, outs: dict[str, np.ndarray], eq5: dict[str, np.ndarray]) -> dict:
@@ -344,13 +343,22 @@ class Trainer:
         learn the permutation in time (Fashion seed 0: 0.749 after the relabel, 0.513 an epoch
         later). K-means gets a seed of its own per epoch. The replaced labels' score is logged as
         `relabel_from_acc` (labelled data). Returns a log record."""
-        refill_seed = epoch_seed(self.s.seed, self.epoch) if self.t.refill_memory else None
-        self.state, rec = start_from_kmeans(
-            self.state, outs, self.model.num_clusters, self.t.reweight_s0, self.s.seed + self.epoch + 1,
-            refill_seed=refill_seed, memories=self.model.memories, method=self.t.init_labels, align_to=eq5)
+        rec = self._partition_from_features(outs, refill_epoch=self.epoch, kmeans_seed=self.s.seed + self.epoch + 1,
+                                            align_to=eq5)
         rec = {"relabel": self.t.init_labels, **rec}
         if "target" in eq5 and self.labels_true is not None:
             rec["relabel_from_acc"] = evaluate(self.labels_true, eq5["target"])["acc"]
+        return rec
+
+    def _partition_from_features(self, outs: dict[str, np.ndarray], *, refill_epoch: int, kmeans_seed: int,
+                                 align_to: dict[str, np.ndarray] | None = None) -> dict:
+        """What `_start_clusters` and `_restart_clusters` share: every clustered task's labels from
+        `init_labels` on its features (`start_from_kmeans`, with `kmeans_seed`), the memories
+        (with `refill_memory`) rebuilt with epoch `refill_epoch`'s refill seed. Returns the log record."""
+        refill_seed = epoch_seed(self.s.seed, refill_epoch) if self.t.refill_memory else None
+        self.state, rec = start_from_kmeans(
+            self.state, outs, self.model.num_clusters, self.t.reweight_s0, kmeans_seed,
+            refill_seed=refill_seed, memories=self.model.memories, method=self.t.init_labels, align_to=align_to)
         return rec
 
     def _memory_assign(self, task: str = "target"):
