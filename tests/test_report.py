@@ -281,6 +281,21 @@ def test_tables_and_bars_use_only_the_requested_seeds(tmp_path):
     assert with_rw["acc"] == pytest.approx(0.85) and int(with_rw["n_seeds"]) == 2
 
 
+def test_curve_marks_shade_the_warmup_and_mark_each_relabel():
+    from scl.report.figures import _curve_marks
+
+    relabelled = [{"epoch": 1, "warmup": True, "acc": 0.6}, {"epoch": 2, "acc": 0.62},
+                  {"epoch": 3, "acc": 0.7, "relabel": "umap_kmeans"}, {"epoch": 4, "acc": 0.7},
+                  {"epoch": 5, "acc": 0.72, "relabel": "umap_kmeans"}]
+    plain = [{"epoch": 1, "warmup": True}, {"epoch": 2}, {"epoch": 3}]
+    assert _curve_marks({"seed0": relabelled, "seed1": plain}) == (
+        1, [3, 5], " (grey: 1 warm-up epoch, instance discrimination only; dotted: relabels after epochs 3, 5)")
+    assert _curve_marks({"seed0": [{"epoch": 1, "relabel": "kmeans"}]}) == (0, [1], " (dotted: relabels after epochs 1)")
+    assert _curve_marks({"seed0": [{"epoch": e, "warmup": True} for e in (1, 2)]})[2] == (
+        " (grey: 2 warm-up epochs, instance discrimination only)")
+    assert _curve_marks({"seed0": [{"epoch": 1, "acc": 0.5}]}) == (0, [], "")  # the paper's run: nothing marked
+
+
 def test_curve_keys_add_the_diagnostics_after_losses_and_accs():
     from scl.report.figures import _curve_keys
 

@@ -281,6 +281,19 @@ def _curve_keys(records: list[dict]) -> list[str]:
     return losses + accs + diags
 
 
+def _curve_marks(runs: dict[str, list[dict]]) -> tuple[int, list[int], str]:
+    """What the curves mark beside the data: the last warm-up epoch (`cluster_warmup_epochs`, issue
+    10: those epochs use no pseudo-label; their `acc` is that of the partition held, shaded so it
+    does not read as the head's), the epochs after which a run relabelled (`relabel_epochs`: that
+    epoch's `acc` is the new partition's, a dotted line) and the title's note on both."""
+    recs = [r for rs in runs.values() for r in rs]
+    warm = max((r.get("epoch", 0) for r in recs if r.get("warmup")), default=0)
+    relabels = sorted({r["epoch"] for r in recs if r.get("relabel") and "epoch" in r})
+    notes = ([f"grey: {warm} warm-up epoch{'s' * (warm != 1)}, instance discrimination only"] if warm else []) + (
+        [f"dotted: relabels after epochs {', '.join(map(str, relabels))}"] if relabels else [])
+    return warm, relabels, (f" ({'; '.join(notes)})" if notes else "")
+
+
 def finished_logs(runs_dir, dataset: str, variant: str) -> list[Path]:
     """log.jsonl of the finished (and not failed) runs <runs_dir>/<dataset>/<variant>/seed<k>/, in seed order.
 
@@ -311,15 +324,15 @@ def figure_curves(runs_dir, dataset: str | None, variant: str = "scl") -> bytes:
     plt = _plt()
     from matplotlib.ticker import MaxNLocator
 
-    # cluster_warmup_epochs (issue 10): those epochs use no pseudo-label; their `acc` is that of
-    # the partition held (random, then the K-means start), shaded so it does not read as the head's
-    warm = max((r.get("epoch", 0) for recs in runs.values() for r in recs if r.get("warmup")), default=0)
+    warm, relabels, note = _curve_marks(runs)
     ncols = min(4, len(keys))
     nrows = -(-len(keys) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.5 * nrows), squeeze=False)
     for ax, key in zip(axes.flat, keys):
         if warm:
             ax.axvspan(0.5, warm + 0.5, color="0.85", lw=0, zorder=0)
+        for e in relabels:
+            ax.axvline(e, color="0.4", ls=":", lw=0.8, zorder=0)
         for name, recs in runs.items():
             pts = [(r.get("epoch", i + 1), r[key]) for i, r in enumerate(recs) if r.get(key) is not None]
             if pts:
@@ -335,8 +348,7 @@ def figure_curves(runs_dir, dataset: str | None, variant: str = "scl") -> bytes:
     for ax in list(axes.flat)[len(keys):]:
         ax.set_visible(False)
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle(f"Training curves: {dataset}/{variant}"
-                 + (f" (grey: {warm} warm-up epochs, instance discrimination only)" if warm else ""), fontsize=10)
+    fig.suptitle(f"Training curves: {dataset}/{variant}{note}", fontsize=10)
     fig.tight_layout()
     return _png(fig)
 
