@@ -7,7 +7,10 @@ when its holder dies (even by SIGKILL), so a killed run never leaves the folder 
 
 Under the lock, `*.tmp` files in the folder are leftovers of writes that were killed
 (scl.io writes to `<name>.<random>.tmp` and renames): nobody else can be writing them, so
-they are deleted. `.dvcignore` keeps both the lock and such leftovers out of DVC.
+they are deleted, by the run when it starts and by the lock when it is released. The second
+sweep is for Ctrl-C: an interrupt that lands inside a write before the writer has the
+temporary's name (inside `tempfile.mkstemp`) leaves a file that no `except` can remove.
+`.dvcignore` keeps both the lock and such leftovers out of DVC.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ def run_lock(folder: str | os.PathLike):
         os.write(fd, f"{os.getpid()}\n".encode())
         yield path
     finally:
+        with contextlib.suppress(OSError):
+            remove_stray_temporaries(folder)  # still ours: nothing else writes here while we hold it
         with contextlib.suppress(OSError):
             path.unlink()
         os.close(fd)

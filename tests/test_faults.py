@@ -275,6 +275,29 @@ def test_a_second_scl_train_on_one_folder_is_refused(small_npz, tmp_path, capsys
     assert scl_train(small_npz, out) == 0
 
 
+def test_an_interrupt_inside_mkstemp_leaves_no_temporary(tmp_path, monkeypatch):
+    """Ctrl-C can land after mkstemp has made the file and before the writer has its name,
+    where no except clause can remove it: releasing the run lock sweeps it."""
+    import tempfile
+
+    from scl.io import atomic_write_json
+    from scl.run_lock import run_lock
+
+    real_mkstemp = tempfile.mkstemp
+
+    def interrupted_mkstemp(*args, **kwargs):
+        real_mkstemp(*args, **kwargs)  # the file exists now
+        raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        with run_lock(out):
+            monkeypatch.setattr(tempfile, "mkstemp", interrupted_mkstemp)
+            atomic_write_json(out / "timing.json", {"epochs": []})
+    monkeypatch.undo()
+    assert sorted(p.name for p in out.iterdir()) == []  # no *.tmp, no lock, no half-written timing.json
+
+
 def test_stray_temporary_files_are_removed_and_ignored_by_dvc(small_npz, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
